@@ -1,0 +1,1 @@
+"""Board profiles (one data file per device) live in this folder."""

@@ -1,0 +1,128 @@
+"""The `edge-retalk` command: thin click commands that fill option dataclasses and call the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .errors import EdgeRetalkError
+from .generator import RenderOptions
+from .models import model_path
+from .pipeline import RunOptions, RunReport, lipsync
+
+stderr = Console(stderr=True)
+PROGRESS_AFTER_SECONDS = 1.0
+
+InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+OutputFile = click.Path(dir_okay=False, path_type=Path)
+
+
+class ProgressBar:
+    """A rich progress bar with frames per second, shown only once a run has lasted a second."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._started = time.perf_counter()
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if time.perf_counter() - self._started < PROGRESS_AFTER_SECONDS:
+                return
+            self._progress = Progress(
+                TextColumn("lip-sync"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[fps]:.0f} fps"), TimeRemainingColumn(), console=stderr, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("frames", total=total, fps=0.0)
+        elapsed = time.perf_counter() - self._started
+        self._progress.update(self._task, completed=done, fps=done / max(elapsed, 1e-6))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _report(report: RunReport, quiet: bool) -> None:
+    if report.frames_without_face:
+        click.echo(f"{report.frames_without_face} of {report.frames} frames had no face and were left unchanged",
+                   err=True)
+    if not quiet:
+        click.echo(f"wrote {report.output} ({report.frames} frames, {report.fps:.0f} fps)", err=True)
+
+
+def _run(face: Path, audio: Path, output: Path, options: RunOptions, quiet: bool) -> RunReport:
+    bar = ProgressBar(enabled=not quiet)
+    try:
+        report = lipsync(face, audio, output, options, on_progress=bar)
+    finally:
+        bar.close()
+    _report(report, quiet)
+    return report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-retalk")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+def cli(verbose: bool) -> None:
+    """Offline audio-driven lip sync for kiosk and robot avatars."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--face", required=True, type=InputFile, help="Face video (mp4, mov, mkv, mpg) or photo (png, jpg).")
+@click.option("--audio", required=True, type=InputFile, help="Speech: wav, flac, mp3, m4a, or a video's audio track.")
+@click.option("-o", "--output", required=True, type=OutputFile, help="Output .mp4 (written atomically).")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Threads for the face models.")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better).")
+@click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]),
+              default="veryfast", show_default=True, help="H.264 speed/size trade-off.")
+@click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
+              help="How wide the mouth opens, relative to a typical speaker.")
+@click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: str, amplitude: float,
+        no_label: bool, quiet: bool) -> None:
+    """Lip-sync FACE to AUDIO and write OUTPUT."""
+    options = RunOptions(threads=threads, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
+                         label=not no_label)
+    _run(face, audio, output, options, quiet)
+
+
+@cli.command()
+@click.option("-o", "--output", type=OutputFile, default=Path("edge-retalk-demo.mp4"), show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def demo(output: Path, quiet: bool) -> None:
+    """Make a demo video from the bundled portrait and speech."""
+    report = _run(model_path("demo_portrait.png"), model_path("demo_speech.wav"), output, RunOptions(), quiet=True)
+    if not quiet:
+        click.echo(f"demo video written to {report.output.resolve()}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except EdgeRetalkError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,191 @@
+"""The default lip generator: zero download, landmark-driven.
+
+The audio gives a target mouth opening per frame (`mouth_model`). The face's own lips are moved
+to that opening by a thin-plate-spline warp (lower lip and chin drop, upper lip lifts a little,
+corners stay), the inside of the mouth is painted as a shaded cavity with upper teeth, and the
+result is blended back through the feathered lip-region mask, so nothing outside it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .compositor import Region, face_axes, mouth_region, mouth_region_outline, paste
+from .landmarks import (
+    LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP, UPPER_OUTER_LIP, face_height,
+)
+from .mouth_model import MouthModel, predict_opening_z, silence_mask, smooth_opening
+
+LOWER_SHARE = 0.7
+CHIN_POINTS = {18: 0.75, 200: 0.55, 199: 0.4, 83: 0.45, 313: 0.45, 201: 0.3, 421: 0.3}
+MAX_OPENING = 0.16
+TEETH_FROM = 0.012
+GRID_CELLS = 48
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How wide the mouth may open, relative to the speaker's typical range."""
+
+    amplitude: float = 1.0
+
+
+def _tps_backward_map(targets: np.ndarray, offsets: np.ndarray, query: np.ndarray, unit: float) -> np.ndarray:
+    """Smooth displacement at `query` points interpolating `offsets` given at `targets` (thin-plate spline)."""
+    ctrl = targets / unit
+    pts = query / unit
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return 0.5 * d2 * np.log(np.maximum(d2, 1e-12))
+
+    n = len(ctrl)
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n] = kernel(ctrl, ctrl) + 1e-4 * np.eye(n)
+    system[:n, n] = system[n, :n] = 1.0
+    system[:n, n + 1:] = ctrl
+    system[n + 1:, :n] = ctrl.T
+    rhs = np.zeros((n + 3, 2))
+    rhs[:n] = offsets
+    coef = np.linalg.solve(system, rhs)
+    return kernel(pts, ctrl) @ coef[:n] + coef[n] + pts @ coef[n + 1:]
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    out = mask.astype(np.float32) / 255.0
+    return cv2.GaussianBlur(out, (0, 0), blur) if blur > 0.3 else out
+
+
+class MouthRenderer:
+    """Moves one face's lips to a target opening and paints the mouth interior."""
+
+    def __init__(self, options: RenderOptions | None = None):
+        self.options = options or RenderOptions()
+
+    def render(self, frame: np.ndarray, points: np.ndarray, opening: float) -> np.ndarray:
+        """A copy of `frame` whose mouth opens by `opening` face heights (inner-lip gap)."""
+        region = mouth_region(points, frame.shape)
+        if region is None:
+            return frame
+        across, down = face_axes(points)
+        unit = float(face_height(points))
+        xy = points[:, :2].astype(np.float64)
+        upper = np.asarray(UPPER_INNER_LIP)[list(range(4, 7))]
+        lower = np.asarray(LOWER_INNER_LIP)[list(range(4, 7))]
+        current_gap = max(0.0, float(((xy[lower] - xy[upper]) @ down).mean()))
+        change = opening * unit - current_gap
+
+        centre = xy[list(MOUTH_CORNERS)].mean(axis=0)
+        half_width = max(np.linalg.norm(xy[MOUTH_CORNERS[0]] - xy[MOUTH_CORNERS[1]]) / 2, 1.0)
+
+        def weight(indices) -> np.ndarray:
+            u = ((xy[list(indices)] - centre) @ across) / half_width
+            return np.clip(1.0 - u * u, 0.0, 1.0)[:, None]
+
+        moved = {}
+        for indices, share in ((UPPER_OUTER_LIP + UPPER_INNER_LIP, -(1 - LOWER_SHARE)),
+                               (LOWER_OUTER_LIP + LOWER_INNER_LIP, LOWER_SHARE)):
+            for i, w in zip(indices, weight(indices)):
+                moved.setdefault(i, xy[i] + share * change * w * down)
+        for i, share in CHIN_POINTS.items():
+            moved[i] = xy[i] + share * change * weight([i])[0] * down
+        for corner in MOUTH_CORNERS + (UPPER_INNER_LIP[0], UPPER_INNER_LIP[-1]):
+            moved[corner] = xy[corner]
+
+        x0, y0, x1, y1 = region.box
+        outline = mouth_region_outline(points).astype(np.float64)
+        indices = list(moved)
+        targets = np.array([moved[i] for i in indices])
+        offsets = xy[indices] - targets
+        ctrl = np.concatenate([targets, outline]) - [x0, y0]
+        values = np.concatenate([offsets, np.zeros_like(outline)]) / unit
+        patch = self._warp(frame, region, ctrl, values, unit)
+
+        target_gap = opening * unit
+        if target_gap > 0.004 * unit:
+            inner = np.concatenate([targets[[indices.index(i) for i in UPPER_INNER_LIP]],
+                                    targets[[indices.index(i) for i in LOWER_INNER_LIP[-2:0:-1]]]]) - [x0, y0]
+            patch = self._paint_interior(frame, points, patch, inner, across, down, target_gap, unit)
+        return paste(frame, patch, region)
+
+    @staticmethod
+    def _warp(frame: np.ndarray, region: Region, ctrl: np.ndarray, values: np.ndarray, unit: float) -> np.ndarray:
+        x0, y0, x1, y1 = region.box
+        width, height = x1 - x0, y1 - y0
+        step = max(2.0, max(width, height) / GRID_CELLS)
+        gx = np.linspace(0, width - 1, int(np.ceil(width / step)) + 1)
+        gy = np.linspace(0, height - 1, int(np.ceil(height / step)) + 1)
+        grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+        offset = _tps_backward_map(ctrl, values, grid, unit) * unit
+        offset = offset.reshape(len(gy), len(gx), 2).astype(np.float32)
+        offset = cv2.resize(offset, (width, height), interpolation=cv2.INTER_LINEAR)
+        offset *= (region.alpha > 0)[..., None]
+        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        return cv2.remap(frame, xs + offset[..., 0], ys + offset[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+    def _paint_interior(self, frame, points, patch, inner, across, down, gap, unit) -> np.ndarray:
+        """Dark cavity inside the target inner-lip outline, upper teeth along the upper lip."""
+        shape = patch.shape[:2]
+        blur = max(0.5, unit / 400)
+        cavity = _polygon_mask(shape, inner, blur)
+        lip_pixels = [frame[int(y), int(x)] for x, y in points[list(UPPER_OUTER_LIP + LOWER_OUTER_LIP), :2]
+                      if 0 <= int(y) < frame.shape[0] and 0 <= int(x) < frame.shape[1]]
+        lip_colour = np.median(np.asarray(lip_pixels, np.float32), axis=0) if lip_pixels else np.float32([60, 60, 120])
+        depth = cv2.distanceTransform((cavity > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        depth = np.clip(depth / max(gap * 0.5, 1.0), 0, 1)[..., None]
+        interior = lip_colour * (0.32 - 0.2 * depth)
+
+        upper_edge = inner[: len(UPPER_INNER_LIP)]
+        if gap > TEETH_FROM * unit:
+            central = upper_edge[1:-1]
+            u = np.linspace(-1.0, 1.0, len(central))[:, None]
+            teeth_height = min(0.42 * gap, 0.035 * unit)
+            band = np.concatenate([central - 0.2 * teeth_height * down,
+                                   (central + teeth_height * (1.0 - 0.55 * u * u) * down)[::-1]])
+            teeth = _polygon_mask(shape, band, blur) * cavity
+            ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+            mid = central.mean(axis=0)
+            span = max(np.linalg.norm(central[-1] - central[0]) / 2, 1.0)
+            side = np.clip(np.abs((xs - mid[0]) * across[0] + (ys - mid[1]) * across[1]) / span, 0, 1)
+            lip_line = np.interp((xs - mid[0]) * across[0] + (ys - mid[1]) * across[1],
+                                 (central - mid) @ across, (central - mid) @ down)
+            below = np.clip(((xs - mid[0]) * down[0] + (ys - mid[1]) * down[1] - lip_line) / max(teeth_height, 1.0), 0, 1)
+            shade = (1.0 - 0.5 * side ** 2) * (0.72 + 0.28 * np.sqrt(below))
+            face_level = float(np.clip(np.mean(lip_colour) / 115.0, 0.6, 1.05))
+            tooth_colour = np.float32([188, 214, 232]) * face_level * shade[..., None]
+            interior = interior * (1 - teeth[..., None]) + tooth_colour * teeth[..., None]
+        out = patch.astype(np.float32)
+        return out * (1 - cavity[..., None]) + interior * cavity[..., None]
+
+
+class DefaultGenerator:
+    """Audio-driven opening track plus `MouthRenderer`: the zero-download lip generator."""
+
+    name = "default"
+
+    def __init__(self, model_file: Path | None = None, options: RenderOptions | None = None):
+        self.model = MouthModel.load(model_file)
+        self.renderer = MouthRenderer(options)
+        self._openings = np.zeros(0)
+
+    def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+        """Compute the target opening (face heights) for every output frame; returns it."""
+        z = predict_opening_z(self.model, samples, fps, n_frames) / max(self.model.prediction_std, 1e-6)
+        amplitude = self.renderer.options.amplitude
+        opening = self.model.opening_mean + amplitude * self.model.opening_std * z
+        opening = np.where(silence_mask(samples, fps, n_frames), 0.0, opening)
+        self._openings = np.clip(smooth_opening(np.clip(opening, 0, None)), 0.0, MAX_OPENING)
+        return self._openings
+
+    def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
+        """Frame `index` with its mouth rewritten (unchanged when there is no face)."""
+        if points is None:
+            return frame
+        return self.renderer.render(frame, points, float(self._openings[min(index, len(self._openings) - 1)]))

@@ -1,0 +1,221 @@
+"""All media I/O in one place: opening face videos and photos, decoding audio, writing the mp4.
+
+PyAV (bundled FFmpeg) decodes and encodes; OpenCV reads still images. Every decoder or
+container failure becomes one EdgeRetalkError line naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from .errors import EdgeRetalkError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+PHOTO_FPS = Fraction(25)
+AAC_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+MAX_PIXELS = 4096 * 4096
+
+
+def check_readable(path: Path) -> None:
+    """Fail with one clear line if `path` is missing, a folder, empty or unreadable."""
+    if not path.exists():
+        raise EdgeRetalkError(f"{path}: no such file")
+    if path.is_dir():
+        raise EdgeRetalkError(f"{path}: is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise EdgeRetalkError(f"{path}: file is empty")
+    if not os.access(path, os.R_OK):
+        raise EdgeRetalkError(f"{path}: permission denied")
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    check_readable(path)
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise EdgeRetalkError(f"{path}: not a readable media file ({exc.__class__.__name__})") from None
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """What the pipeline needs to know about a face source before decoding it."""
+
+    path: Path
+    is_image: bool
+    width: int
+    height: int
+    fps: Fraction
+    duration: float | None
+
+
+def probe_face(path: Path) -> FaceInfo:
+    """Inspect a face video or photo without decoding all of it."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = read_image(path)
+        return FaceInfo(path, True, image.shape[1], image.shape[0], PHOTO_FPS, None)
+    with _open_container(path) as container:
+        if not container.streams.video:
+            raise EdgeRetalkError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+            raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height}")
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not fps or fps <= 0 or fps > 240:
+            raise EdgeRetalkError(f"{path}: cannot tell the frame rate")
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        return FaceInfo(path, False, width, height, Fraction(fps).limit_denominator(1001), duration)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a still image as BGR uint8 (EXIF orientation applied)."""
+    check_readable(path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EdgeRetalkError(f"{path}: not a readable image")
+    return image
+
+
+def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Decode a video's frames as BGR uint8 arrays, one at a time."""
+    with _open_container(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="bgr24")
+        except av.error.FFmpegError as exc:
+            log.warning("%s: decoding stopped early (%s)", path, exc)
+
+
+def _iter_audio(path: Path, rate: int, layout: str, fmt: str) -> Iterator[av.AudioFrame]:
+    with _open_container(path) as container:
+        if not container.streams.audio:
+            raise EdgeRetalkError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        try:
+            for frame in container.decode(stream):
+                yield from resampler.resample(frame)
+        except av.error.FFmpegError as exc:
+            log.warning("%s: audio decoding stopped early (%s)", path, exc)
+        yield from resampler.resample(None)
+
+
+def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`."""
+    chunks = [f.to_ndarray().reshape(-1) for f in _iter_audio(path, sample_rate, "mono", "flt")]
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise EdgeRetalkError(f"{path}: audio has no samples")
+    if not np.all(np.isfinite(samples)):
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return samples.astype(np.float32, copy=False)
+
+
+def audio_track_format(path: Path) -> tuple[int, str]:
+    """Sample rate and channel layout to keep when muxing this audio into the output."""
+    with _open_container(path) as container:
+        if not container.streams.audio:
+            raise EdgeRetalkError(f"{path}: has no audio stream")
+        ctx = container.streams.audio[0].codec_context
+        rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+        layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"
+        return rate, layout
+
+
+class VideoWriter:
+    """H.264 mp4 writer with the driving audio muxed in, written atomically.
+
+    Frames go to a temporary file beside the output; it is renamed into place only when
+    `close()` succeeds, and removed on any error or interrupt, so an output appears whole
+    or not at all.
+    """
+
+    def __init__(self, output: Path, width: int, height: int, fps: Fraction,
+                 audio_path: Path | None, crf: int = 18, preset: str = "veryfast",
+                 metadata: dict[str, str] | None = None):
+        self.output = output
+        self.width, self.height = width - width % 2, height - height % 2
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".part.mp4", dir=output.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._container = av.open(str(self._tmp), "w", format="mp4")
+        for key, value in (metadata or {}).items():
+            self._container.metadata[key] = value
+        self._video = self._container.add_stream("libx264", rate=fps)
+        self._video.width, self._video.height = self.width, self.height
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(crf), "preset": preset}
+        self._video.thread_type = "AUTO"
+        self._fps = fps
+        self._frames = 0
+        self._audio = None
+        if audio_path is not None:
+            rate, layout = audio_track_format(audio_path)
+            self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
+            self._audio.bit_rate = 128000
+            self._audio_frames = _iter_audio(audio_path, rate, layout, "fltp")
+            self._audio_time = 0.0
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Encode one BGR frame, and the audio up to its end time."""
+        frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(frame_bgr[: self.height, : self.width]), format="bgr24")
+        self._container.mux(self._video.encode(frame))
+        self._frames += 1
+        self._write_audio_until(self._frames / self._fps)
+
+    def _write_audio_until(self, seconds: float | None) -> None:
+        if self._audio is None:
+            return
+        while seconds is None or self._audio_time < seconds:
+            frame = next(self._audio_frames, None)
+            if frame is None:
+                break
+            frame.pts = None
+            self._audio_time += frame.samples / frame.sample_rate
+            self._container.mux(self._audio.encode(frame))
+
+    def close(self) -> Path:
+        """Flush encoders and move the finished file into place."""
+        self._write_audio_until(None)
+        self._container.mux(self._video.encode(None))
+        if self._audio is not None:
+            self._container.mux(self._audio.encode(None))
+        self._container.close()
+        os.replace(self._tmp, self.output)
+        return self.output
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the partial file is deleted either way
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

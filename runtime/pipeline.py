@@ -1,0 +1,93 @@
+"""File mode: a face (video or photo) and speech in, a lip-synced H.264 mp4 out, as a stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .audio import SAMPLE_RATE
+from .errors import EdgeRetalkError
+from .generator import DefaultGenerator, RenderOptions
+from .media import VideoWriter, check_readable, load_audio, probe_face
+from .sources import face_frames
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of one file-mode run; the CLI and board profiles fill them."""
+
+    threads: int = 1
+    crf: int = 18
+    preset: str = "veryfast"
+    render: RenderOptions = field(default_factory=RenderOptions)
+    label: bool = True
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did: where it wrote, how many frames, how many showed no face, how long it took."""
+
+    output: Path
+    frames: int
+    frames_without_face: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """The output must go to an existing folder, as .mp4, and never overwrite an input."""
+    if output.suffix.lower() != ".mp4":
+        raise EdgeRetalkError(f"{output}: the output must be an .mp4 file")
+    if not output.parent.is_dir():
+        raise EdgeRetalkError(f"{output.parent}: output folder does not exist")
+    if output.is_dir():
+        raise EdgeRetalkError(f"{output}: is a folder")
+    resolved = output.resolve()
+    for path in inputs:
+        if path.resolve() == resolved:
+            raise EdgeRetalkError(f"{output}: the output would overwrite an input")
+
+
+def synthetic_label(generator: str) -> dict[str, str]:
+    """Container metadata that marks the video as synthetic."""
+    return {"comment": f"synthetic: lip-synced by edge-retalk {__version__} (generator {generator})",
+            "encoder": f"edge-retalk {__version__}"}
+
+
+def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = None,
+            on_progress: ProgressCallback | None = None) -> RunReport:
+    """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio)."""
+    options = options or RunOptions()
+    started = time.perf_counter()
+    check_readable(face)
+    check_readable(audio)
+    check_output(output, face, audio)
+    info = probe_face(face)
+    samples = load_audio(audio)
+    fps = float(info.fps)
+    n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
+    generator = DefaultGenerator(options=options.render)
+    generator.prepare(samples, fps, n_frames)
+    metadata = synthetic_label(generator.name) if options.label else None
+    without_face = 0
+    with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
+                     metadata) as writer:
+        for index, (frame, points) in enumerate(face_frames(info, n_frames, options.threads)):
+            without_face += points is None
+            writer.write(generator.generate(frame, points, index))
+            if on_progress is not None:
+                on_progress(index + 1, n_frames)
+        if without_face == n_frames:
+            raise EdgeRetalkError(f"{face}: no face found in any frame")
+    return RunReport(output, n_frames, without_face, time.perf_counter() - started)

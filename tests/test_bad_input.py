@@ -1,0 +1,136 @@
+"""Bad input: one clear line on stderr, a non-zero exit, no traceback, and no output left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_retalk.media import read_image
+
+
+def assert_refused(result, tmp_path: Path, expected: str, keep: set[str] = frozenset()) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert {p.name for p in tmp_path.iterdir()} <= set(keep), list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def speech(data) -> Path:
+    return data / "speech" / "unitychan_univ0003.wav"
+
+
+@pytest.fixture
+def face(data) -> Path:
+    return data / "portraits" / "photo_einstein.png"
+
+
+def test_missing_file(tmp_path, speech):
+    result = run_cli("run", "--face", tmp_path / "nope.mp4", "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "does not exist")
+
+
+def test_folder_as_input(tmp_path, speech):
+    (tmp_path / "dir.mp4").mkdir()
+    result = run_cli("run", "--face", tmp_path / "dir.mp4", "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "directory", keep={"dir.mp4"})
+
+
+def test_file_that_is_not_media(tmp_path, face):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("this is not audio\n" * 50)
+    result = run_cli("run", "--face", face, "--audio", fake, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "not a readable media file", keep={"notes.wav"})
+
+
+def test_zero_byte_video(tmp_path, speech):
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    result = run_cli("run", "--face", empty, "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "empty", keep={"empty.mp4"})
+
+
+def test_audio_with_no_samples(tmp_path, face):
+    empty = tmp_path / "silent.wav"
+    with wave.open(str(empty), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+    result = run_cli("run", "--face", face, "--audio", empty, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "no samples", keep={"silent.wav"})
+
+
+def test_image_with_no_face(data, tmp_path, speech):
+    result = run_cli("run", "--face", data / "portraits" / "nonhuman_chelsea.png", "--audio", speech,
+                     "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "no face found in the image")
+
+
+def test_video_without_any_face(data, tmp_path, speech):
+    cat = read_image(data / "portraits" / "nonhuman_chelsea.png")[:300, :450]
+    video = tmp_path / "cat.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 450, 300, "yuv420p"
+        for shift in range(30):
+            frame = av.VideoFrame.from_ndarray(np.roll(cat, shift, axis=1), format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run_cli("run", "--face", video, "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "no face found in any frame", keep={"cat.mp4"})
+
+
+def test_output_in_missing_folder(tmp_path, face, speech):
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "missing" / "o.mp4")
+    assert_refused(result, tmp_path, "output folder does not exist")
+
+
+def test_output_equal_to_input(data, tmp_path, speech):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((data / "clips" / "lrs2_00006.mp4").read_bytes())
+    before = clip.read_bytes()
+    result = run_cli("run", "--face", clip, "--audio", speech, "-o", clip)
+    assert_refused(result, tmp_path, "overwrite an input", keep={"clip.mp4"})
+    assert clip.read_bytes() == before
+
+
+def test_unknown_option_value(tmp_path, face, speech):
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4", "--preset", "warp")
+    assert_refused(result, tmp_path, "Invalid value for '--preset'")
+    assert result.returncode == 2
+
+
+def test_unknown_option(tmp_path, face, speech):
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4", "--colour", "red")
+    assert_refused(result, tmp_path, "No such option")
+
+
+def test_ctrl_c_leaves_no_partial_output(data, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    command = [sys.executable, "-c", "from edge_retalk.cli import main; main()", "run",
+               "--face", str(data / "clips" / "gfpgan_kim_7s.mp4"),
+               "--audio", str(data / "speech" / "musetalk_eng_60s.wav"), "-o", str(out_dir / "o.mp4"), "-q"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(out_dir.iterdir()):
+        time.sleep(0.1)
+    assert any(out_dir.iterdir()), "the run never started writing"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted"
+    assert list(out_dir.iterdir()) == []

@@ -1,0 +1,181 @@
+"""`edge-retalk run` end to end on real clips, photos and speech, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import manifest, run_cli
+from edge_retalk.compositor import mouth_region
+from edge_retalk.landmarks import mouth_opening
+from edge_retalk.media import VideoWriter, iter_video_frames, load_audio
+from edge_retalk.tracker import FaceTracker
+
+CLIPS = [row["file"] for row in manifest("clips")]
+ONE_FACE_PORTRAITS = [row["file"] for row in manifest("portraits")
+                      if not row["file"].startswith(("nonhuman_", "multiface_"))]
+SHORT_SPEECH = "unitychan_univ0003.wav"
+
+
+def video_facts(path: Path) -> dict:
+    """Frame count, rate, size and stream durations of an output file."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        frames = sum(1 for _ in container.decode(video))
+        return {"frames": frames, "fps": Fraction(video.average_rate), "size": (video.width, video.height),
+                "codec": video.codec_context.name, "audio": audio is not None,
+                "audio_seconds": float(audio.duration * audio.time_base) if audio else 0.0,
+                "comment": container.metadata.get("comment", "")}
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def assert_clean_success(result) -> None:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_every_clip_runs(data, tmp_path, clip):
+    out = tmp_path / "out.mp4"
+    result = run_cli("run", "--face", data / "clips" / clip, "--audio", data / "speech" / SHORT_SPEECH, "-o", out, "-q")
+    assert_clean_success(result)
+    facts = video_facts(out)
+    row = next(r for r in manifest("clips") if r["file"] == clip)
+    assert facts["codec"] == "h264" and facts["audio"]
+    assert facts["size"] == (int(row["width"]) // 2 * 2, int(row["height"]) // 2 * 2)
+    assert abs(float(facts["fps"]) - float(row["fps"])) < 0.02
+    assert abs(facts["frames"] / float(facts["fps"]) - 1.07) <= 1.0 / float(facts["fps"]) + 0.01
+    assert list(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.parametrize("portrait", ONE_FACE_PORTRAITS)
+def test_every_one_face_portrait_runs(data, tmp_path, portrait):
+    out = tmp_path / "out.mp4"
+    result = run_cli("run", "--face", data / "portraits" / portrait, "--audio", data / "speech" / SHORT_SPEECH,
+                     "-o", out, "-q")
+    assert_clean_success(result)
+    facts = video_facts(out)
+    assert facts["fps"] == 25 and facts["frames"] == round(1.07 * 25)
+
+
+@pytest.mark.parametrize("speech", ["whisper_jfk.flac", "fw_hotwords.mp3", "sadtalker_deyu.wav", "wsj_n800_440c0202.wav"])
+def test_output_duration_matches_the_audio(data, tmp_path, speech):
+    out = tmp_path / "out.mp4"
+    assert_clean_success(run_cli("run", "--face", data / "clips" / "vexpress_aoc_gt_4s.mp4",
+                                 "--audio", data / "speech" / speech, "-o", out, "-q"))
+    facts = video_facts(out)
+    seconds = load_audio(data / "speech" / speech).size / 16000
+    assert abs(facts["frames"] / float(facts["fps"]) - seconds) <= 1.0 / float(facts["fps"])
+    assert abs(facts["audio_seconds"] - seconds) < 0.1
+
+
+def test_short_video_plays_back_and_forth(data, tmp_path):
+    """lrs2_00006 has 21 frames; 2 s of audio needs 50, so frames 21.. replay 19, 18, ..."""
+    out = tmp_path / "out.mp4"
+    audio = write_wav(tmp_path / "speech.wav", load_audio(data / "speech" / "retalking_audio1.wav")[:32000])
+    assert_clean_success(run_cli("run", "--face", data / "clips" / "lrs2_00006.mp4", "--audio", audio, "-o", out, "-q"))
+    source = list(iter_video_frames(data / "clips" / "lrs2_00006.mp4"))
+    output = list(iter_video_frames(out))
+    assert len(source) == 21 and len(output) == 50
+
+    def top_half_error(a, b):
+        return np.abs(a[:60].astype(float) - b[:60].astype(float)).mean()
+
+    for k, expected in [(21, 19), (25, 15), (40, 0), (45, 5)]:
+        errors = [top_half_error(output[k], frame) for frame in source]
+        assert abs(int(np.argmin(errors)) - expected) <= 1, (k, np.argmin(errors))
+
+
+def test_only_the_lip_region_changes(data, tmp_path):
+    """Outside the lip region the output differs from the input no more than re-encoding it unchanged does."""
+    clip = data / "clips" / "hdtf_wda_aoc_8s.mp4"
+    out = tmp_path / "out.mp4"
+    assert_clean_success(run_cli("run", "--face", clip, "--audio", data / "speech" / "retalking_audio2.wav",
+                                 "-o", out, "-q"))
+    plain = tmp_path / "plain.mp4"
+    with VideoWriter(plain, 512, 512, Fraction(25), None) as writer:
+        for _, frame in zip(range(125), iter_video_frames(clip)):
+            writer.write(frame)
+    tracker = FaceTracker(25.0)
+    outside, noise, inside = [], [], []
+    for source, result, reencoded in zip(iter_video_frames(clip), iter_video_frames(out), iter_video_frames(plain)):
+        region = mouth_region(tracker(source), source.shape)
+        mask = np.zeros(source.shape[:2], bool)
+        x0, y0, x1, y1 = region.box
+        mask[y0:y1, x0:x1] = region.alpha > 0
+        grown = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        diff = np.abs(source.astype(float) - result.astype(float)).mean(axis=2)
+        outside.append(diff[~grown].mean())
+        noise.append(np.abs(source.astype(float) - reencoded.astype(float)).mean(axis=2)[~grown].mean())
+        inside.append(diff[mask].mean())
+    assert len(outside) == 125
+    assert np.mean(outside) <= 1.05 * np.mean(noise) + 0.05, (np.mean(outside), np.mean(noise))
+    assert np.mean(inside) > 2 * np.mean(outside)
+
+
+def test_mouth_opens_with_speech_and_closes_in_silence(data, tmp_path):
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
+    audio = write_wav(tmp_path / "speech.wav", np.concatenate([np.zeros(16000, np.float32), speech,
+                                                               np.zeros(16000, np.float32)]))
+    out = tmp_path / "out.mp4"
+    assert_clean_success(run_cli("run", "--face", data / "portraits" / "photo_astronaut.png",
+                                 "--audio", audio, "-o", out, "-q"))
+    tracker = FaceTracker(25.0, smooth=False)
+    opening = np.array([mouth_opening(tracker(frame)) for frame in iter_video_frames(out)])
+    silent = np.r_[opening[3:22], opening[-22:-3]]
+    talking = opening[30:95]
+    assert silent.max() < 0.035 and silent.std() < 0.005
+    assert talking.mean() > silent.mean() + 0.015 and talking.std() > 0.008
+
+
+def test_face_less_frames_pass_through_and_are_counted(data, tmp_path):
+    clip = data / "clips" / "wav2lip_test_mov_23s.mov"
+    out = tmp_path / "out.mp4"
+    result = run_cli("run", "--face", clip, "--audio", clip, "-o", out, "-q", "--preset", "ultrafast")
+    assert_clean_success(result)
+    lines = [line for line in result.stderr.splitlines() if "had no face" in line]
+    assert len(lines) == 1
+    missing = int(lines[0].split()[0])
+    assert 60 < missing < 200
+
+
+def test_run_never_imports_torch(data, tmp_path):
+    code = ("import sys; from pathlib import Path; from edge_retalk.pipeline import lipsync; "
+            f"lipsync(Path('{data}/portraits/photo_einstein.png'), Path('{data}/speech/{SHORT_SPEECH}'), "
+            f"Path('{tmp_path}/o.mp4')); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_output_is_labelled_synthetic(data, tmp_path):
+    out = tmp_path / "out.mp4"
+    assert_clean_success(run_cli("run", "--face", data / "portraits" / "photo_einstein.png",
+                                 "--audio", data / "speech" / SHORT_SPEECH, "-o", out, "-q"))
+    assert "synthetic" in video_facts(out)["comment"]
+
+
+def test_demo_uses_only_bundled_inputs(tmp_path):
+    out = tmp_path / "demo.mp4"
+    result = run_cli("demo", "-o", out)
+    assert_clean_success(result)
+    assert str(out.resolve()) in result.stdout
+    facts = video_facts(out)
+    assert facts["audio"] and facts["frames"] > 100 and facts["size"] == (512, 512)
