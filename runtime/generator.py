@@ -40,8 +40,8 @@ def _tps_backward_map(targets: np.ndarray, offsets: np.ndarray, query: np.ndarra
     pts = query / unit
 
     def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-        return 0.5 * d2 * np.log(np.maximum(d2, 1e-12))
+        d2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 1e-12)
+        return 0.5 * d2 * np.log(d2)
 
     n = len(ctrl)
     system = np.zeros((n + 3, n + 3))

@@ -14,6 +14,7 @@ from .errors import EdgeRetalkError
 from .generator import DefaultGenerator, RenderOptions
 from .media import VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
+from .stream import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,15 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     without_face = 0
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
                      metadata) as writer:
-        for index, (frame, points) in enumerate(face_frames(info, n_frames, options.threads)):
-            without_face += points is None
-            writer.write(generator.generate(frame, points, index))
-            if on_progress is not None:
-                on_progress(index + 1, n_frames)
+        encoder = WriteBehind(writer.write)
+        try:
+            for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads))):
+                without_face += points is None
+                encoder.put(generator.generate(frame, points, index))
+                if on_progress is not None:
+                    on_progress(index + 1, n_frames)
+        finally:
+            encoder.finish()
         if without_face == n_frames:
             raise EdgeRetalkError(f"{face}: no face found in any frame")
     return RunReport(output, n_frames, without_face, time.perf_counter() - started)

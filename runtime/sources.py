@@ -72,7 +72,7 @@ class _ReplayCache:
 def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[TrackedFrame]:
     """`n_frames` tracked frames of the video: cut if it is longer, ping-pong if shorter."""
     tracker = FaceTracker(float(info.fps), threads)
-    needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + float(info.fps)
+    needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + 2
     cache: _ReplayCache | None = None
     produced = 0
     last: TrackedFrame | None = None
