@@ -179,3 +179,29 @@ def test_demo_uses_only_bundled_inputs(tmp_path):
     assert str(out.resolve()) in result.stdout
     facts = video_facts(out)
     assert facts["audio"] and facts["frames"] > 100 and facts["size"] == (512, 512)
+
+
+def transcode(source: Path, target: Path, kind: str, codec: str) -> Path:
+    """Re-encode one stream of a real clip into another container (mkv, m4a): formats the data lacks."""
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        original = getattr(src.streams, kind)[0]
+        if kind == "video":
+            stream = dst.add_stream(codec, rate=original.average_rate)
+            stream.width, stream.height, stream.pix_fmt = original.width, original.height, "yuv420p"
+        else:
+            stream = dst.add_stream(codec, rate=original.codec_context.sample_rate)
+        for frame in src.decode(original):
+            frame.pts = None
+            dst.mux(stream.encode(frame))
+        dst.mux(stream.encode(None))
+    return target
+
+
+def test_mkv_face_and_m4a_audio(data, tmp_path):
+    face = transcode(data / "clips" / "lrs2_00004.mp4", tmp_path / "face.mkv", "video", "libx264")
+    audio = transcode(data / "clips" / "lrs2_00008.mp4", tmp_path / "speech.m4a", "audio", "aac")
+    out = tmp_path / "out.mp4"
+    assert_clean_success(run_cli("run", "--face", face, "--audio", audio, "-o", out, "-q"))
+    facts = video_facts(out)
+    seconds = load_audio(audio).size / 16000
+    assert facts["fps"] == 25 and abs(facts["frames"] / 25 - seconds) <= 1 / 25
