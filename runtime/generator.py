@@ -16,7 +16,8 @@ import numpy as np
 
 from .compositor import Region, face_axes, mouth_region, mouth_region_outline, paste
 from .landmarks import (
-    LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP, UPPER_OUTER_LIP, face_height,
+    CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP,
+    UPPER_OUTER_LIP, face_height,
 )
 from .mouth_model import MouthModel, predict_opening_z, silence_mask, smooth_opening
 
@@ -76,8 +77,7 @@ class MouthRenderer:
         across, down = face_axes(points)
         unit = float(face_height(points))
         xy = points[:, :2].astype(np.float64)
-        upper = np.asarray(UPPER_INNER_LIP)[list(range(4, 7))]
-        lower = np.asarray(LOWER_INNER_LIP)[list(range(4, 7))]
+        upper, lower = list(CENTRAL_UPPER_INNER), list(CENTRAL_LOWER_INNER)
         current_gap = max(0.0, float(((xy[lower] - xy[upper]) @ down).mean()))
         change = opening * unit - current_gap
 

@@ -9,18 +9,14 @@ LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 LIPS = tuple(dict.fromkeys(UPPER_OUTER_LIP + LOWER_OUTER_LIP + UPPER_INNER_LIP + LOWER_INNER_LIP))
 
 MOUTH_CORNERS = (61, 291)
-INNER_LIP_MID = (13, 14)
-RIGHT_EYE_CORNERS = (33, 133)
-LEFT_EYE_CORNERS = (362, 263)
+CENTRAL_UPPER_INNER = UPPER_INNER_LIP[4:7]
+CENTRAL_LOWER_INNER = LOWER_INNER_LIP[4:7]
 EYE_OUTER_CORNERS = (33, 263)
-NOSE_RIDGE = (168, 6, 197, 195, 5, 4, 1)
-STABLE_POINTS = RIGHT_EYE_CORNERS + LEFT_EYE_CORNERS + NOSE_RIDGE
 FOREHEAD, CHIN = 10, 152
 
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
              400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
              103, 67, 109)
-JAW_LOWER = (132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361)
 NOSE_BASE = (98, 97, 2, 326, 327)
 
 
@@ -29,14 +25,8 @@ def face_height(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[..., FOREHEAD, :2] - points[..., CHIN, :2], axis=-1)
 
 
-def inter_ocular(points: np.ndarray) -> np.ndarray:
-    """Distance between the outer eye corners. Works on (..., 468, 2)."""
-    return np.linalg.norm(points[..., EYE_OUTER_CORNERS[0], :2] - points[..., EYE_OUTER_CORNERS[1], :2], axis=-1)
-
-
 def mouth_opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap (mean over the three central inner-lip pairs) divided by face height."""
-    upper = np.asarray([82, 13, 312])
-    lower = np.asarray([87, 14, 317])
+    upper, lower = list(CENTRAL_UPPER_INNER), list(CENTRAL_LOWER_INNER)
     gap = np.linalg.norm(points[..., upper, :2] - points[..., lower, :2], axis=-1).mean(axis=-1)
     return gap / np.maximum(face_height(points), 1e-6)

@@ -1,6 +1,5 @@
 """Audio decoding and the Wav2Lip log-mel, checked against librosa on real speech."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Face tracking on real photos and clips: the right face, stable landmarks, no face where none is."""
 
-from pathlib import Path
 
 import numpy as np
 
