@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from . import __version__
 from .errors import EdgeRetalkError
+from .eval_report import summary_table, write_report
+from .evaluate import PROTOCOLS, evaluate_clip, score_generated
 from .generator import RenderOptions
 from .models import model_path
 from .pipeline import RunOptions, RunReport, lipsync
 
 stderr = Console(stderr=True)
+TABLE_WIDTH = 170
 PROGRESS_AFTER_SECONDS = 1.0
 
 InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
@@ -88,14 +94,54 @@ def cli(verbose: bool) -> None:
               default="veryfast", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the mouth opens, relative to a typical speaker.")
+@click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
+              help="Frame rate of the output when the face is a photo.")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: str, amplitude: float,
-        no_label: bool, quiet: bool) -> None:
+        photo_fps: float, no_label: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     options = RunOptions(threads=threads, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
-                         label=not no_label)
+                         label=not no_label, photo_fps=Fraction(photo_fps).limit_denominator(1001))
     _run(face, audio, output, options, quiet)
+
+
+@cli.command("eval")
+@click.argument("clips", nargs=-1, type=InputFile)
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="photo", show_default=True,
+              help="photo: the clip's first frame as the face; dub: the clip played backwards.")
+@click.option("--generator", type=click.Choice(["default"]), default="default", show_default=True)
+@click.option("--generated", type=InputFile, help="Score this video alone (no reference clip).")
+@click.option("--audio", type=InputFile, help="Speech for --generated (default: its own sound track).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-report"),
+              show_default=True, help="Where report.json, plots and contact sheets go.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+def evaluate(clips: tuple[Path, ...], protocol: str, generator: str, generated: Path | None, audio: Path | None,
+             output_dir: Path, threads: int) -> None:
+    """Measure lip-sync quality of the generator on real CLIPS (their own speech), or of one --generated video."""
+    if bool(clips) == bool(generated):
+        raise EdgeRetalkError("give either CLIP files or --generated VIDEO")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if generated is not None:
+        scores = score_generated(generated, audio)
+        (output_dir / "report.json").write_text(json.dumps({"generated": str(generated), "scores": scores}, indent=2))
+        table = Table(title=f"{generated.name} (no reference)")
+        for key in scores:
+            table.add_column(key, justify="right")
+        table.add_row(*(f"{value:.3g}" for value in scores.values()))
+        Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(table)
+        return
+    reports = []
+    with Progress(TextColumn("eval {task.fields[clip]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=stderr, transient=True) as progress:
+        task = progress.add_task("clips", total=len(clips), clip="")
+        for clip in clips:
+            progress.update(task, clip=clip.name)
+            reports.append(evaluate_clip(clip, protocol, output_dir, RunOptions(threads=threads)))
+            progress.advance(task)
+    Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(summary_table(reports, protocol))
+    path = write_report(reports, protocol, output_dir, generator)
+    click.echo(f"report written to {path}", err=True)
 
 
 @cli.command()

@@ -22,10 +22,10 @@ from .landmarks import (
 from .mouth_model import MouthModel, predict_opening_z, silence_mask, smooth_opening
 
 LOWER_SHARE = 0.7
-CHIN_POINTS = {18: 0.75, 200: 0.55, 199: 0.4, 83: 0.45, 313: 0.45, 201: 0.3, 421: 0.3}
+CHIN_POINTS = {18: 0.68, 200: 0.62, 199: 0.5, 83: 0.55, 313: 0.55, 201: 0.4, 421: 0.4}
 MAX_OPENING = 0.16
 TEETH_FROM = 0.012
-GRID_CELLS = 48
+GRID_CELLS = 24
 
 
 @dataclass(frozen=True)
@@ -88,47 +88,71 @@ class MouthRenderer:
             u = ((xy[list(indices)] - centre) @ across) / half_width
             return np.clip(1.0 - u * u, 0.0, 1.0)[:, None]
 
-        moved = {}
-        for indices, share in ((UPPER_OUTER_LIP + UPPER_INNER_LIP, -(1 - LOWER_SHARE)),
-                               (LOWER_OUTER_LIP + LOWER_INNER_LIP, LOWER_SHARE)):
-            for i, w in zip(indices, weight(indices)):
-                moved.setdefault(i, xy[i] + share * change * w * down)
+        fixed = MOUTH_CORNERS + (UPPER_INNER_LIP[0], UPPER_INNER_LIP[-1])
+        upper_ids = [i for i in dict.fromkeys(UPPER_OUTER_LIP + UPPER_INNER_LIP) if i not in fixed]
+        lower_ids = [i for i in dict.fromkeys(LOWER_OUTER_LIP + LOWER_INNER_LIP) if i not in fixed]
+        moved = {i: xy[i] for i in fixed}
+        for i, w in zip(upper_ids, weight(upper_ids)):
+            moved[i] = xy[i] - (1 - LOWER_SHARE) * change * w * down
+        for i, w in zip(lower_ids, weight(lower_ids)):
+            moved[i] = xy[i] + LOWER_SHARE * change * w * down
         for i, share in CHIN_POINTS.items():
             moved[i] = xy[i] + share * change * weight([i])[0] * down
-        for corner in MOUTH_CORNERS + (UPPER_INNER_LIP[0], UPPER_INNER_LIP[-1]):
-            moved[corner] = xy[corner]
 
-        x0, y0, x1, y1 = region.box
+        x0, y0 = region.box[:2]
         outline = mouth_region_outline(points).astype(np.float64)
-        indices = list(moved)
-        targets = np.array([moved[i] for i in indices])
-        offsets = xy[indices] - targets
-        ctrl = np.concatenate([targets, outline]) - [x0, y0]
-        values = np.concatenate([offsets, np.zeros_like(outline)]) / unit
-        patch = self._warp(frame, region, ctrl, values, unit)
+
+        def field(ids) -> tuple[np.ndarray, np.ndarray]:
+            ids = list(ids) + list(fixed)
+            targets = np.array([moved[i] for i in ids])
+            ctrl = np.concatenate([targets, outline]) - [x0, y0]
+            values = np.concatenate([xy[ids] - targets, np.zeros_like(outline)]) / unit
+            return ctrl, values
+
+        seam = np.array([(moved[a] + moved[b]) / 2 for a, b in zip(UPPER_INNER_LIP, LOWER_INNER_LIP)]) - [x0, y0]
+        patch = self._warp(frame, region, field(upper_ids), field(lower_ids + list(CHIN_POINTS)), seam,
+                           centre - [x0, y0], across, down, half_width, unit)
 
         target_gap = opening * unit
         if target_gap > 0.004 * unit:
-            inner = np.concatenate([targets[[indices.index(i) for i in UPPER_INNER_LIP]],
-                                    targets[[indices.index(i) for i in LOWER_INNER_LIP[-2:0:-1]]]]) - [x0, y0]
+            inner = np.array([moved[i] for i in UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]]) - [x0, y0]
             patch = self._paint_interior(frame, points, patch, inner, across, down, target_gap, unit)
         return paste(frame, patch, region)
 
     @staticmethod
-    def _warp(frame: np.ndarray, region: Region, ctrl: np.ndarray, values: np.ndarray, unit: float) -> np.ndarray:
+    def _warp(frame: np.ndarray, region: Region, upper: tuple[np.ndarray, np.ndarray],
+              lower: tuple[np.ndarray, np.ndarray], seam: np.ndarray, centre: np.ndarray, across: np.ndarray,
+              down: np.ndarray, half_width: float, unit: float) -> np.ndarray:
+        """Backward warp with one smooth field above the mouth line and one below it.
+
+        The lips may part or meet, which one smooth field cannot do: it would smear the
+        mouth's old inside across the new lips. The two fields meet sharply between the mouth
+        corners and blend softly beyond them, where both fade to zero."""
         x0, y0, x1, y1 = region.box
         width, height = x1 - x0, y1 - y0
         step = max(2.0, max(width, height) / GRID_CELLS)
         gx = np.linspace(0, width - 1, int(np.ceil(width / step)) + 1)
         gy = np.linspace(0, height - 1, int(np.ceil(height / step)) + 1)
         grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
-        offset = _tps_backward_map(ctrl, values, grid, unit) * unit
-        offset = offset.reshape(len(gy), len(gx), 2).astype(np.float32)
-        offset = cv2.resize(offset, (width, height), interpolation=cv2.INTER_LINEAR)
+
+        def dense(ctrl_values: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            offset = _tps_backward_map(*ctrl_values, grid, unit) * unit
+            return cv2.resize(offset.reshape(len(gy), len(gx), 2).astype(np.float32), (width, height),
+                              interpolation=cv2.INTER_LINEAR)
+
+        xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        u = (xs - centre[0]) * across[0] + (ys - centre[1]) * across[1]
+        v = (xs - centre[0]) * down[0] + (ys - centre[1]) * down[1]
+        seam_u, seam_v = (seam - centre) @ across, (seam - centre) @ down
+        order = np.argsort(seam_u)
+        line = np.interp(u, seam_u[order], seam_v[order])
+        softness = 0.5 + np.maximum(np.abs(u) - half_width, 0.0)
+        below = np.clip(0.5 + (v - line) / (2 * softness), 0.0, 1.0)[..., None]
+        offset = dense(upper) * (1 - below) + dense(lower) * below
         offset *= (region.alpha > 0)[..., None]
-        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        return cv2.remap(frame, xs + offset[..., 0], ys + offset[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        map_x = (xs + x0 + offset[..., 0]).astype(np.float32)
+        map_y = (ys + y0 + offset[..., 1]).astype(np.float32)
+        return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _paint_interior(self, frame, points, patch, inner, across, down, gap, unit) -> np.ndarray:
         """Dark cavity inside the target inner-lip outline, upper teeth along the upper lip."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +13,7 @@ from . import __version__
 from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
 from .generator import DefaultGenerator, RenderOptions
-from .media import VideoWriter, check_readable, load_audio, probe_face
+from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, read_ahead
 
@@ -30,6 +31,7 @@ class RunOptions:
     preset: str = "veryfast"
     render: RenderOptions = field(default_factory=RenderOptions)
     label: bool = True
+    photo_fps: Fraction = PHOTO_FPS
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     check_readable(audio)
     check_output(output, face, audio)
     info = probe_face(face)
+    if info.is_image:
+        info = replace(info, fps=Fraction(options.photo_fps))
     samples = load_audio(audio)
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))

@@ -39,7 +39,7 @@ def photo_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
         yield image, points
 
 
-class _ReplayCache:
+class FrameCache:
     """Frames and landmarks written once to a temporary file, read back by index."""
 
     def __init__(self, frame_shape: tuple[int, ...]):
@@ -57,6 +57,11 @@ class _ReplayCache:
     def __len__(self) -> int:
         return len(self._points)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one frame."""
+        return self._shape
+
     def __getitem__(self, index: int) -> TrackedFrame:
         if self._frames is None:
             self._file.close()
@@ -73,7 +78,7 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
     """`n_frames` tracked frames of the video: cut if it is longer, ping-pong if shorter."""
     tracker = FaceTracker(float(info.fps), threads)
     needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + 2
-    cache: _ReplayCache | None = None
+    cache: FrameCache | None = None
     produced = 0
     last: TrackedFrame | None = None
     try:
@@ -82,7 +87,7 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
                 return
             points = tracker(frame)
             if needs_replay:
-                cache = cache or _ReplayCache(frame.shape)
+                cache = cache or FrameCache(frame.shape)
                 cache.append(frame, points)
             last = (frame, points)
             yield last
