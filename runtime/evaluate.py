@@ -91,6 +91,12 @@ def measure_pair(real_frames: Iterable[np.ndarray], candidate_frames: Iterable[n
     return result
 
 
+def _mean_defined(values: np.ndarray) -> float:
+    """Mean over the finite values; NaN (without a warning) when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def pair_metrics(real: Track, candidate: Track, energy_db: np.ndarray, silent: np.ndarray,
                  psnrs: list[float], ssims: list[float]) -> dict[str, float]:
     """Every metric of one candidate against the real clip."""
@@ -100,7 +106,7 @@ def pair_metrics(real: Track, candidate: Track, energy_db: np.ndarray, silent: n
     cand_lag, cand_peak = best_lag(cand_open, energy_db[:n])
     return {
         "r": pearson(cand_open, real_open),
-        "mlmd": float(np.nanmean(lip_landmark_distance(candidate.points[:n], real.points[:n]))),
+        "mlmd": _mean_defined(lip_landmark_distance(candidate.points[:n], real.points[:n])),
         "offset": float(cand_lag - real_lag),
         "av_peak": cand_peak,
         "leakage": silence_leakage(cand_open, silent[:n]),

@@ -60,18 +60,17 @@ def lip_landmark_distance(candidate: np.ndarray, real: np.ndarray) -> np.ndarray
 def best_lag(opening: np.ndarray, energy_db: np.ndarray, max_lag: int = 12) -> tuple[int, float]:
     """Lag (frames) at which mouth opening best follows speech energy, and that correlation.
 
-    A positive lag means the mouth moves after the sound (video late)."""
+    A positive lag means the mouth moves after the sound (video late). The correlation-by-lag
+    curve is smoothed over neighbouring lags before its peak is taken, which makes the peak
+    robust on short clips."""
     floor = np.nanpercentile(energy_db, 95) - 50.0
     energy = np.maximum(energy_db, floor)
-    best = (0, -np.inf)
-    for lag in range(-max_lag, max_lag + 1):
-        if lag >= 0:
-            r = pearson(opening[lag:], energy[: len(energy) - lag])
-        else:
-            r = pearson(opening[:lag], energy[-lag:])
-        if r > best[1]:
-            best = (lag, r)
-    return best[0], float(best[1])
+    lags = np.arange(-max_lag, max_lag + 1)
+    curve = np.array([pearson(opening[lag:], energy[: len(energy) - lag]) if lag >= 0
+                      else pearson(opening[:lag], energy[-lag:]) for lag in lags])
+    smoothed = np.convolve(np.pad(curve, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    best = int(np.argmax(smoothed))
+    return int(lags[best]), float(curve[best])
 
 
 def silence_leakage(opening: np.ndarray, silent: np.ndarray) -> float:
