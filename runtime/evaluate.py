@@ -67,28 +67,40 @@ def _points_or_nan(points: np.ndarray | None) -> np.ndarray:
     return np.full((468, 3), np.nan, np.float32) if points is None else points.astype(np.float32)
 
 
+def measure_against(real_frames: Iterable[np.ndarray], candidates: dict[str, Iterable[np.ndarray]], fps: float,
+                    n_frames: int) -> dict[str, PairResult]:
+    """Track the real clip once and each candidate video (all unsmoothed) in one pass; mouth crops
+    aligned to the real face give PSNR, SSIM and a contact sheet per candidate."""
+    real_tracker = FaceTracker(fps, smooth=False)
+    trackers = {name: FaceTracker(fps, smooth=False) for name in candidates}
+    sheet_at = set(np.linspace(0, n_frames - 1, SHEET_FRAMES).astype(int).tolist())
+    real_points: list[np.ndarray] = []
+    points: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
+    results = {name: PairResult(Track(np.empty(0)), Track(np.empty(0))) for name in candidates}
+    streams = zip(real_frames, *candidates.values())
+    for index, (real, *frames) in enumerate(itertools.islice(streams, n_frames)):
+        rp = real_tracker(real)
+        real_points.append(_points_or_nan(rp))
+        for name, frame in zip(candidates, frames):
+            cp = trackers[name](frame)
+            points[name].append(_points_or_nan(cp))
+            if rp is None or cp is None:
+                continue
+            real_crop, candidate_crop = aligned_mouth_crops(real, rp, frame, cp)
+            results[name].psnr.append(psnr(real_crop, candidate_crop))
+            results[name].ssim.append(ssim(real_crop, candidate_crop))
+            if index in sheet_at:
+                results[name].sheet.append((real_crop, candidate_crop))
+    real_track = Track(np.stack(real_points))
+    for name, result in results.items():
+        result.real, result.candidate = real_track, Track(np.stack(points[name]))
+    return results
+
+
 def measure_pair(real_frames: Iterable[np.ndarray], candidate_frames: Iterable[np.ndarray], fps: float,
                  n_frames: int) -> PairResult:
-    """Track both videos (unsmoothed) in one pass; mouth crops give PSNR, SSIM and a contact sheet."""
-    real_tracker, candidate_tracker = FaceTracker(fps, smooth=False), FaceTracker(fps, smooth=False)
-    sheet_at = set(np.linspace(0, n_frames - 1, SHEET_FRAMES).astype(int).tolist())
-    real_points, candidate_points = [], []
-    result = PairResult(Track(np.empty(0)), Track(np.empty(0)))
-    for index, (real, candidate) in enumerate(zip(real_frames, candidate_frames)):
-        if index == n_frames:
-            break
-        rp, cp = real_tracker(real), candidate_tracker(candidate)
-        real_points.append(_points_or_nan(rp))
-        candidate_points.append(_points_or_nan(cp))
-        if rp is None or cp is None:
-            continue
-        real_crop, candidate_crop = aligned_mouth_crops(real, rp, candidate, cp)
-        result.psnr.append(psnr(real_crop, candidate_crop))
-        result.ssim.append(ssim(real_crop, candidate_crop))
-        if index in sheet_at:
-            result.sheet.append((real_crop, candidate_crop))
-    result.real, result.candidate = Track(np.stack(real_points)), Track(np.stack(candidate_points))
-    return result
+    """One candidate video measured against the real clip (see `measure_against`)."""
+    return measure_against(real_frames, {"candidate": candidate_frames}, fps, n_frames)["candidate"]
 
 
 def _mean_defined(values: np.ndarray) -> float:
@@ -150,7 +162,7 @@ def _write_reversed(clip: Path, target: Path, fps: Fraction) -> int:
         if cache is None:
             raise EdgeRetalkError(f"{clip}: no video frames could be decoded")
         height, width = cache.shape[:2]
-        with VideoWriter(target, width, height, fps, None, crf=10) as writer:
+        with VideoWriter(target, width, height, fps, None, crf=10, preset="ultrafast") as writer:
             for index in range(len(cache) - 1, -1, -1):
                 writer.write(cache[index][0])
         return len(cache)
@@ -182,8 +194,9 @@ def evaluate_clip(clip: Path, protocol: str, out_dir: Path, options: RunOptions 
             input_frames = lambda: iter_video_frames(face)  # noqa: E731
         base = options or RunOptions()
         lipsync(face, audio, generated, RunOptions(threads=base.threads, render=base.render, photo_fps=info.fps))
-        scored = measure_pair(iter_video_frames(clip), iter_video_frames(generated), fps, n_frames)
-        baseline = measure_pair(iter_video_frames(clip), input_frames(), fps, n_frames)
+        measured = measure_against(iter_video_frames(clip), {"generated": iter_video_frames(generated),
+                                                              "input": input_frames()}, fps, n_frames)
+        scored, baseline = measured["generated"], measured["input"]
     n = len(scored.real.points)
     energy = frame_energy_db(samples, fps, n)
     silent = silence_mask(samples, fps, n)
