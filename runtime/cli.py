@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from . import __version__
 from .errors import EdgeRetalkError
 from .eval_report import summary_table, write_report
+from .labels import inspect_file
 from .evaluate import PROTOCOLS, evaluate_clip, score_generated
 from .generator import RenderOptions
 from .models import model_path
@@ -97,13 +98,35 @@ def cli(verbose: bool) -> None:
 @click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
               help="Frame rate of the output when the face is a photo.")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
+@click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: str, amplitude: float,
-        photo_fps: float, no_label: bool, quiet: bool) -> None:
+        photo_fps: float, no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     options = RunOptions(threads=threads, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
-                         label=not no_label, photo_fps=Fraction(photo_fps).limit_denominator(1001))
+                         label=not no_label, watermark=watermark,
+                         photo_fps=Fraction(photo_fps).limit_denominator(1001))
     _run(face, audio, output, options, quiet)
+
+
+@cli.command()
+@click.argument("file", type=InputFile)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def inspect(file: Path, as_json: bool) -> None:
+    """Say whether FILE is labelled as synthetic by edge-retalk, and list its streams."""
+    found = inspect_file(file)
+    if as_json:
+        click.echo(json.dumps({"file": str(found.path), "synthetic": found.synthetic, "version": found.version,
+                               "generator": found.generator, "metadata": found.metadata, "streams": found.streams}))
+        return
+    if found.synthetic:
+        click.echo(f"synthetic: yes (edge-retalk {found.version}, generator {found.generator})")
+    else:
+        click.echo("synthetic: no edge-retalk label")
+    for stream in found.streams:
+        click.echo(stream)
+    for key, value in found.metadata.items():
+        click.echo(f"{key}: {value}")
 
 
 @cli.command("eval")

@@ -9,10 +9,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
 from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
 from .generator import DefaultGenerator, RenderOptions
+from .labels import draw_watermark, synthetic_metadata
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, read_ahead
@@ -31,6 +31,7 @@ class RunOptions:
     preset: str = "veryfast"
     render: RenderOptions = field(default_factory=RenderOptions)
     label: bool = True
+    watermark: bool = False
     photo_fps: Fraction = PHOTO_FPS
 
 
@@ -62,12 +63,6 @@ def check_output(output: Path, *inputs: Path) -> None:
             raise EdgeRetalkError(f"{output}: the output would overwrite an input")
 
 
-def synthetic_label(generator: str) -> dict[str, str]:
-    """Container metadata that marks the video as synthetic."""
-    return {"comment": f"synthetic: lip-synced by edge-retalk {__version__} (generator {generator})",
-            "encoder": f"edge-retalk {__version__}"}
-
-
 def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = None,
             on_progress: ProgressCallback | None = None) -> RunReport:
     """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio)."""
@@ -84,7 +79,7 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
     generator = DefaultGenerator(options=options.render)
     generator.prepare(samples, fps, n_frames)
-    metadata = synthetic_label(generator.name) if options.label else None
+    metadata = synthetic_metadata(generator.name) if options.label else None
     without_face = 0
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
                      metadata) as writer:
@@ -92,7 +87,9 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
         try:
             for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads))):
                 without_face += points is None
-                encoder.put(generator.generate(frame, points, index))
+                result = generator.generate(frame, points, index)
+                encoder.put(draw_watermark(result.copy() if result is frame else result) if options.watermark
+                            else result)
                 if on_progress is not None:
                     on_progress(index + 1, n_frames)
         finally:
