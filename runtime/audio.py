@@ -55,23 +55,43 @@ def mel_filterbank() -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def _stft_magnitude(samples: np.ndarray) -> np.ndarray:
-    """|STFT| with a centred, reflect-padded Hann window, shape (frames, N_FFT//2+1)."""
-    padded = np.pad(samples, N_FFT // 2, mode="reflect" if samples.size > N_FFT // 2 else "constant")
-    n_frames = 1 + (padded.size - N_FFT) // HOP
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
-    window = np.hanning(WIN + 1)[:-1].astype(np.float32)
-    return np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+BLOCK_FRAMES = 4096
+
+
+def _emphasised_padded_slice(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of the pre-emphasised signal with N_FFT/2 reflect padding each side,
+    computed from `samples` without building the whole padded signal."""
+    n = samples.size
+    index = np.arange(start, stop) - N_FFT // 2
+    if n > 1:
+        index = np.abs(index)
+        index = np.where(index >= n, 2 * (n - 1) - index, index)
+    valid = (index >= 0) & (index < n)
+    index = np.clip(index, 0, max(n - 1, 0))
+    previous = samples[np.maximum(index - 1, 0)] * np.where(index > 0, PREEMPHASIS, 0.0).astype(np.float32)
+    return np.where(valid, samples[index] - previous, 0.0).astype(np.float32)
 
 
 def log_mel(samples: np.ndarray) -> np.ndarray:
-    """Wav2Lip normalised log-mel of 16 kHz mono PCM, shape (80, frames), values in [-4, 4]."""
+    """Wav2Lip normalised log-mel of 16 kHz mono PCM, shape (80, frames), values in [-4, 4].
+
+    The STFT runs over blocks of frames, so memory beyond the result stays small however long
+    the audio is (an hour of speech needs about 90 MB for the result)."""
     samples = np.asarray(samples, dtype=np.float32)
-    emphasised = np.append(samples[:1], samples[1:] - PREEMPHASIS * samples[:-1])
-    mel = mel_filterbank() @ _stft_magnitude(emphasised).T
-    level_db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    normalised = 2 * MAX_ABS_VALUE * ((level_db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
-    return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+    if samples.size == 0:
+        samples = np.zeros(1, np.float32)
+    n_frames = 1 + samples.size // HOP
+    window = np.hanning(WIN + 1)[:-1].astype(np.float32)
+    filters = mel_filterbank()
+    out = np.empty((N_MELS, n_frames), np.float32)
+    for start in range(0, n_frames, BLOCK_FRAMES):
+        count = min(BLOCK_FRAMES, n_frames - start)
+        segment = _emphasised_padded_slice(samples, start * HOP, (start + count - 1) * HOP + N_FFT)
+        frames = np.lib.stride_tricks.sliding_window_view(segment, N_FFT)[::HOP][:count]
+        magnitude = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+        level_db = 20.0 * np.log10(np.maximum(1e-5, filters @ magnitude.T)) - REF_LEVEL_DB
+        out[:, start:start + BLOCK_FRAMES] = 2 * MAX_ABS_VALUE * ((level_db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
+    return np.clip(out, -MAX_ABS_VALUE, MAX_ABS_VALUE, out=out)
 
 
 def mel_window_start(frame_index: int, fps: float) -> int:
@@ -88,9 +108,12 @@ def mel_window(mel: np.ndarray, frame_index: int, fps: float, size: int = MEL_WI
 
 def frame_energy_db(samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
     """RMS level in dBFS of the audio under each video frame (one value per frame)."""
-    edges = (np.arange(n_frames + 1) * SAMPLE_RATE / fps).astype(np.int64)
-    squares = np.concatenate([[0.0], np.cumsum(samples.astype(np.float64) ** 2)])
-    edges = np.clip(edges, 0, samples.size)
-    counts = np.maximum(np.diff(edges), 1)
-    rms = np.sqrt((squares[edges[1:]] - squares[edges[:-1]]) / counts)
-    return 20 * np.log10(np.maximum(rms, 1e-6))
+    edges = np.clip((np.arange(n_frames + 1) * SAMPLE_RATE / fps).astype(np.int64), 0, samples.size)
+    power = np.zeros(n_frames)
+    for first in range(0, n_frames, BLOCK_FRAMES):
+        last = min(first + BLOCK_FRAMES, n_frames)
+        segment = samples[edges[first]:edges[last]].astype(np.float64)
+        squares = np.concatenate([[0.0], np.cumsum(segment * segment)])
+        local = edges[first:last + 1] - edges[first]
+        power[first:last] = np.diff(squares[local]) / np.maximum(np.diff(local), 1)
+    return 20 * np.log10(np.maximum(np.sqrt(power), 1e-6))

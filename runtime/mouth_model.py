@@ -19,19 +19,21 @@ from .models import model_path
 CONTEXT = 8
 BAND_POOL = 2
 SMOOTHING_FRAMES = 1.0
+PREDICT_BLOCK = 2048
 SILENCE_BELOW_PEAK_DB = 38.0
 SILENCE_FLOOR_DBFS = -55.0
 
 
-def mel_features(mel: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """Per video frame: the mel frames centred on it (2*CONTEXT of them), bands pooled in pairs.
+def mel_features(mel: np.ndarray, fps: float, n_frames: int, first: int = 0) -> np.ndarray:
+    """Per video frame (from `first`, `n_frames` of them): the mel frames centred on it (2*CONTEXT
+    of them), bands pooled in pairs.
 
     The file's mean spectrum is removed first, so a voice's timbre and the recording's
     colouring matter less than how the spectrum moves.
     """
     pooled = mel.reshape(mel.shape[0] // BAND_POOL, BAND_POOL, -1).mean(axis=1)
     pooled = pooled - pooled.mean(axis=1, keepdims=True)
-    centres = np.round((np.arange(n_frames) + 0.5) * MEL_FPS / fps).astype(int)
+    centres = np.round((np.arange(first, first + n_frames) + 0.5) * MEL_FPS / fps).astype(int)
     idx = np.clip(centres[:, None] + np.arange(-CONTEXT, CONTEXT)[None, :], 0, pooled.shape[1] - 1)
     return pooled[:, idx].transpose(1, 0, 2).reshape(n_frames, -1)
 
@@ -88,5 +90,7 @@ def smooth_opening(series: np.ndarray, sigma: float = SMOOTHING_FRAMES) -> np.nd
 
 
 def predict_opening_z(model: MouthModel, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """z-scored mouth opening per video frame for 16 kHz mono speech."""
-    return model.predict(mel_features(log_mel(samples), fps, n_frames))
+    """z-scored mouth opening per video frame for 16 kHz mono speech (in blocks, to bound memory)."""
+    mel = log_mel(samples)
+    return np.concatenate([model.predict(mel_features(mel, fps, min(PREDICT_BLOCK, n_frames - first), first))
+                           for first in range(0, n_frames, PREDICT_BLOCK)])
