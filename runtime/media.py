@@ -6,6 +6,7 @@ container failure becomes one EdgeRetalkError line naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeRetalkError
+from .quiet import native_stderr_silenced
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,8 @@ def probe_face(path: Path) -> FaceInfo:
 def read_image(path: Path) -> np.ndarray:
     """Read a still image as BGR uint8 (EXIF orientation applied)."""
     check_readable(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    with native_stderr_silenced():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise EdgeRetalkError(f"{path}: not a readable image")
     return image
@@ -104,6 +107,12 @@ def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
             log.warning("%s: decoding stopped early (%s)", path, exc)
 
 
+def _audio_seconds(path: Path) -> float:
+    """The container's stated duration (0 when it states none); only a size hint."""
+    with _open_container(path) as container:
+        return max(0.0, (container.duration or 0) / av.time_base)
+
+
 def _iter_audio(path: Path, rate: int, layout: str, fmt: str) -> Iterator[av.AudioFrame]:
     with _open_container(path) as container:
         if not container.streams.audio:
@@ -119,9 +128,19 @@ def _iter_audio(path: Path, rate: int, layout: str, fmt: str) -> Iterator[av.Aud
 
 
 def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`."""
-    chunks = [f.to_ndarray().reshape(-1) for f in _iter_audio(path, sample_rate, "mono", "flt")]
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`.
+
+    Samples go into one buffer sized from the container's duration (grown if that was short),
+    so an hour of speech takes its 230 MB once, not twice."""
+    buffer = np.empty(int(_audio_seconds(path) * sample_rate * 1.01) + sample_rate, np.float32)
+    count = 0
+    for frame in _iter_audio(path, sample_rate, "mono", "flt"):
+        chunk = frame.to_ndarray().reshape(-1)
+        if count + chunk.size > buffer.size:
+            buffer = np.resize(buffer, max(count + chunk.size, int(buffer.size * 1.5)))
+        buffer[count:count + chunk.size] = chunk
+        count += chunk.size
+    samples = buffer[:count] if count > buffer.size // 2 else buffer[:count].copy()
     if samples.size == 0:
         raise EdgeRetalkError(f"{path}: audio has no samples")
     if not np.all(np.isfinite(samples)):
@@ -140,6 +159,18 @@ def audio_track_format(path: Path) -> tuple[int, str]:
         return rate, layout
 
 
+def _finite_audio(frame: av.AudioFrame) -> av.AudioFrame:
+    """The frame with NaN and infinite samples (seen in float WAVs) replaced, since encoders refuse them."""
+    samples = frame.to_ndarray()
+    if np.isfinite(samples).all():
+        frame.pts = None
+        return frame
+    fixed = av.AudioFrame.from_ndarray(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0),
+                                       format=frame.format.name, layout=frame.layout.name)
+    fixed.sample_rate = frame.sample_rate
+    return fixed
+
+
 class VideoWriter:
     """H.264 mp4 writer with the driving audio muxed in, written atomically.
 
@@ -153,10 +184,14 @@ class VideoWriter:
                  metadata: dict[str, str] | None = None):
         self.output = output
         self.width, self.height = width - width % 2, height - height % 2
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".part.mp4", dir=output.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".part.mp4", dir=output.parent)
+        except OSError as exc:
+            raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
         os.close(fd)
         self._tmp = Path(tmp)
-        self._container = av.open(str(self._tmp), "w", format="mp4")
+        with self._write_errors():
+            self._container = av.open(str(self._tmp), "w", format="mp4")
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
         self._video = self._container.add_stream("libx264", rate=fps)
@@ -174,13 +209,23 @@ class VideoWriter:
             self._audio_frames = _iter_audio(audio_path, rate, layout, "fltp")
             self._audio_time = 0.0
 
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn a failing write (disk full, file too large, I/O error) into one clear error."""
+        try:
+            yield
+        except (OSError, av.error.FFmpegError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise EdgeRetalkError(f"{self.output}: cannot write ({reason})") from None
+
     def write(self, frame_bgr: np.ndarray) -> None:
         """Encode one BGR frame, and the audio up to its end time."""
         frame = av.VideoFrame.from_ndarray(
             np.ascontiguousarray(frame_bgr[: self.height, : self.width]), format="bgr24")
-        self._container.mux(self._video.encode(frame))
-        self._frames += 1
-        self._write_audio_until(self._frames / self._fps)
+        with self._write_errors():
+            self._container.mux(self._video.encode(frame))
+            self._frames += 1
+            self._write_audio_until(self._frames / self._fps)
 
     def _write_audio_until(self, seconds: float | None) -> None:
         if self._audio is None:
@@ -189,18 +234,19 @@ class VideoWriter:
             frame = next(self._audio_frames, None)
             if frame is None:
                 break
-            frame.pts = None
+            frame = _finite_audio(frame)
             self._audio_time += frame.samples / frame.sample_rate
             self._container.mux(self._audio.encode(frame))
 
     def close(self) -> Path:
         """Flush encoders and move the finished file into place."""
-        self._write_audio_until(None)
-        self._container.mux(self._video.encode(None))
-        if self._audio is not None:
-            self._container.mux(self._audio.encode(None))
-        self._container.close()
-        os.replace(self._tmp, self.output)
+        with self._write_errors():
+            self._write_audio_until(None)
+            self._container.mux(self._video.encode(None))
+            if self._audio is not None:
+                self._container.mux(self._audio.encode(None))
+            self._container.close()
+            os.replace(self._tmp, self.output)
         return self.output
 
     def abort(self) -> None:
@@ -215,7 +261,11 @@ class VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()
+            raise

@@ -51,7 +51,10 @@ class FrameCache:
         self._frames: np.ndarray | None = None
 
     def append(self, frame: np.ndarray, points: np.ndarray | None) -> None:
-        self._file.write(np.ascontiguousarray(frame).tobytes())
+        try:
+            self._file.write(np.ascontiguousarray(frame).tobytes())
+        except OSError as exc:
+            raise EdgeRetalkError(f"cannot write the frame cache in {self._dir.name} ({exc.strerror})") from None
         self._points.append(points)
 
     def __len__(self) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import manifest, run_cli
 from edge_retalk.compositor import mouth_region
+from edge_retalk.generator import DefaultGenerator
 from edge_retalk.landmarks import mouth_opening
 from edge_retalk.media import VideoWriter, iter_video_frames, load_audio
 from edge_retalk.tracker import FaceTracker
@@ -142,7 +143,9 @@ def test_mouth_opens_with_speech_and_closes_in_silence(data, tmp_path):
     silent = np.r_[opening[3:22], opening[-22:-3]]
     talking = opening[30:95]
     assert silent.max() < 0.04 and silent.std() < 0.005
-    assert talking.mean() > silent.mean() + 0.015 and talking.std() > 0.008
+    assert talking.mean() > silent.mean() + 0.015
+    target = DefaultGenerator().prepare(load_audio(audio), 25.0, len(opening))
+    assert np.corrcoef(opening[25:100], target[25:100])[0, 1] > 0.6
 
 
 def test_face_less_frames_pass_through_and_are_counted(data, tmp_path):

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import EdgeRetalkError
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Hide the native runtime's INFO banner, which it writes straight to file descriptor 2."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from ..quiet import native_stderr_silenced
 
 
 class LiteRTEngine:
@@ -37,7 +20,7 @@ class LiteRTEngine:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise EdgeRetalkError("LiteRT is not installed: pip install ai-edge-litert") from exc
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._interpreter = Interpreter(model_path=str(model), num_threads=threads)
             self._interpreter.allocate_tensors()
         self._inputs = {d["name"]: d for d in self._interpreter.get_input_details()}

@@ -1,0 +1,224 @@
+"""Broken and hostile inputs, generated at run time from real media: each gives a correct result or
+one clear error line, never a traceback, and never leaves a partial output behind."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_retalk.media import iter_video_frames, load_audio
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int, codec: str = "pcm_s16le", layout: str | None = None) -> Path:
+    """Write (channels, n) float samples with PyAV."""
+    samples = np.atleast_2d(samples).astype(np.float32)
+    layout = layout or ("mono" if samples.shape[0] == 1 else "stereo")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        fmt = "flt" if codec == "pcm_f32le" else "s16"
+        for start in range(0, samples.shape[1], 4096):
+            block = samples[:, start:start + 4096]
+            data = block.T.reshape(1, -1) if fmt == "flt" else (np.clip(block, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
+            frame.sample_rate = rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_video(path: Path, frames: list[np.ndarray], rate: int = 25, pts: list[int] | None = None) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, rate)
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            if pts is not None:
+                frame.pts = pts[index]
+                frame.time_base = Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def run_and_check(tmp_path: Path, face: Path, audio: Path) -> subprocess.CompletedProcess:
+    """Run; on success the output must be a whole video, on failure one error line; no stray files."""
+    out = tmp_path / "out.mp4"
+    out.unlink(missing_ok=True)
+    before = set(tmp_path.iterdir())
+    result = run_cli("run", "--face", face, "--audio", audio, "-o", out, "-q")
+    assert "Traceback" not in result.stderr, result.stderr
+    added = set(tmp_path.iterdir()) - before
+    if result.returncode == 0:
+        assert added == {out}
+        assert sum(1 for _ in iter_video_frames(out)) > 0
+    else:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert added == set()
+    return result
+
+
+@pytest.fixture
+def speech(data) -> Path:
+    return data / "speech" / "unitychan_univ0003.wav"
+
+
+@pytest.fixture
+def face(data) -> Path:
+    return data / "portraits" / "photo_einstein.png"
+
+
+def test_truncated_video(data, tmp_path, speech):
+    source = (data / "clips" / "lrs2_00004.mp4").read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(source[: len(source) * 2 // 5])
+    run_and_check(tmp_path, truncated, speech)
+
+
+def test_corrupted_video(data, tmp_path, speech):
+    source = bytearray((data / "clips" / "lrs2_00004.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    middle = len(source) // 2
+    source[middle:middle + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    corrupted = tmp_path / "corrupted.mp4"
+    corrupted.write_bytes(bytes(source))
+    result = run_and_check(tmp_path, corrupted, speech)
+    assert result.returncode == 0
+
+
+def test_truncated_and_corrupted_audio(data, tmp_path, face):
+    wav = (data / "speech" / "retalking_audio1.wav").read_bytes()
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(wav[: len(wav) // 3])
+    assert run_and_check(tmp_path, face, truncated).returncode == 0
+    mp3 = bytearray((data / "speech" / "fw_hotwords.mp3").read_bytes())
+    mp3[len(mp3) // 3: len(mp3) // 3 + 3000] = bytes(3000)
+    corrupted = tmp_path / "corrupted.mp3"
+    corrupted.write_bytes(bytes(mp3))
+    assert run_and_check(tmp_path, face, corrupted).returncode == 0
+
+
+def test_wrong_extensions(data, tmp_path, speech, face):
+    audio_as_video = tmp_path / "speech_named.mp4"
+    audio_as_video.write_bytes(speech.read_bytes())
+    result = run_and_check(tmp_path, audio_as_video, speech)
+    assert "has no video stream" in result.stderr
+    video_as_audio = tmp_path / "clip_named.wav"
+    video_as_audio.write_bytes((data / "clips" / "lrs2_00008.mp4").read_bytes())
+    assert run_and_check(tmp_path, face, video_as_audio).returncode == 0
+    text_as_image = tmp_path / "notes.png"
+    text_as_image.write_text("not an image")
+    assert "not a readable image" in run_and_check(tmp_path, text_as_image, speech).stderr
+
+
+def test_truncated_image(data, tmp_path, speech):
+    png = (data / "portraits" / "photo_einstein.png").read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png[: len(png) // 2])
+    run_and_check(tmp_path, cut, speech)
+
+
+def test_header_claiming_8192x8192(tmp_path, speech):
+    huge = tmp_path / "huge.y4m"
+    huge.write_bytes(b"YUV4MPEG2 W8192 H8192 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    result = run_and_check(tmp_path, huge, speech)
+    assert result.returncode != 0 and "8192x8192" in result.stderr
+
+
+def test_one_frame_video(data, tmp_path, speech):
+    frame = next(iter_video_frames(data / "clips" / "lrs2_00004.mp4"))
+    video = write_video(tmp_path / "one.mp4", [frame])
+    assert run_and_check(tmp_path, video, speech).returncode == 0
+    assert sum(1 for _ in iter_video_frames(tmp_path / "out.mp4")) == round(1.07 * 25)
+
+
+def test_variable_frame_rate_video(data, tmp_path, speech):
+    frames = [f for _, f in zip(range(40), iter_video_frames(data / "clips" / "lrs2_00004.mp4"))]
+    pts = np.cumsum([0] + [1 if i % 3 else 2 for i in range(39)]).tolist()
+    video = write_video(tmp_path / "vfr.mp4", frames, pts=pts)
+    assert run_and_check(tmp_path, video, speech).returncode == 0
+
+
+def test_float_wav_with_nan_and_infinity(data, tmp_path, face):
+    samples = load_audio(data / "speech" / "retalking_audio1.wav")[:32000].copy()
+    samples[1000:1100] = np.nan
+    samples[5000] = np.inf
+    samples[9000] = -np.inf
+    wav = write_audio(tmp_path / "nan.wav", samples, 16000, "pcm_f32le")
+    assert run_and_check(tmp_path, face, wav).returncode == 0
+
+
+def test_digital_silence(tmp_path, face):
+    wav = write_audio(tmp_path / "silence.wav", np.zeros(32000), 16000)
+    assert run_and_check(tmp_path, face, wav).returncode == 0
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 96000])
+def test_sample_rates_from_8_to_96_khz(data, tmp_path, face, rate):
+    speech = load_audio(data / "speech" / "retalking_audio1.wav", rate)[: rate * 2]
+    wav = write_audio(tmp_path / f"speech_{rate}.wav", speech, rate)
+    assert run_and_check(tmp_path, face, wav).returncode == 0
+
+
+def test_six_channel_audio(data, tmp_path, face):
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")[:32000]
+    wav = write_audio(tmp_path / "surround.wav", np.stack([speech * (i + 1) / 8 for i in range(6)]), 16000,
+                      layout="5.1")
+    assert run_and_check(tmp_path, face, wav).returncode == 0
+
+
+def test_output_in_a_read_only_place(tmp_path, face, speech):
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", "/proc/edge-retalk-out.mp4", "-q")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "cannot write" in result.stderr
+
+
+@pytest.mark.parametrize("face_file", ["clips/hdtf_wda_aoc_8s.mp4", "portraits/photo_astronaut.png"])
+def test_disk_full_while_writing(data, tmp_path, face_file):
+    limit = 60_000
+    """A file-size limit makes writes fail part-way, as a full disk does: in the replay cache of a
+    video face, and in the output itself for a photo."""
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "out.mp4"
+    command = [sys.executable, "-c", "from edge_retalk.cli import main; main()", "run", "--face",
+               str(data / face_file), "--audio", str(data / "clips" / "hdtf_wda_aoc_8s.mp4"),
+               "-o", str(out), "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit_file_size, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_hour_of_audio_keeps_memory_bounded(tmp_path):
+    """The audio side of a run (decode, features, opening track) on one hour of speech-like noise."""
+    rng = np.random.default_rng(0)
+    hour = tmp_path / "hour.wav"
+    envelope = np.repeat(rng.random(3600 * 4) > 0.3, 4000).astype(np.float32)
+    write_audio(hour, rng.standard_normal(3600 * 16000).astype(np.float32) * 0.1 * envelope, 16000)
+    code = ("import re; from pathlib import Path; from edge_retalk.media import load_audio; "
+            "from edge_retalk.generator import DefaultGenerator; "
+            f"s = load_audio(Path('{hour}')); o = DefaultGenerator().prepare(s, 25.0, 90000); "
+            "peak = re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1); "
+            "print(len(o), int(peak) // 1024)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    frames, peak_mb = map(int, result.stdout.split())
+    assert frames == 90000
+    assert peak_mb < 800, peak_mb
