@@ -21,6 +21,7 @@ from .labels import inspect_file
 from .evaluate import PROTOCOLS, evaluate_clip, score_generated
 from .generator import RenderOptions
 from .models import model_path
+from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
 
 stderr = Console(stderr=True)
@@ -97,16 +98,42 @@ def cli(verbose: bool) -> None:
               help="How wide the mouth opens, relative to a typical speaker.")
 @click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
               help="Frame rate of the output when the face is a photo.")
+@click.option("--generator", type=InputFile, help="An exported generator (.onnx or .tflite, with its manifest) "
+              "instead of the built-in one.")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
 @click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: str, amplitude: float,
-        photo_fps: float, no_label: bool, watermark: bool, quiet: bool) -> None:
+        photo_fps: float, generator: Path | None, no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     options = RunOptions(threads=threads, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
-                         label=not no_label, watermark=watermark,
+                         label=not no_label, watermark=watermark, generator=generator,
                          photo_fps=Fraction(photo_fps).limit_denominator(1001))
     _run(face, audio, output, options, quiet)
+
+
+@cli.command()
+@click.option("--arch", type=click.Choice(["wav2lip"]), required=True, help="Architecture of the checkpoint.")
+@click.option("--checkpoint", type=InputFile, required=True, help="PyTorch checkpoint (e.g. wav2lip_gan.pth).")
+@click.option("--to", "targets", default="onnx:fp32", show_default=True,
+              help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + ".")
+@click.option("--calib", type=InputFile, required=True, help="Real talking-head video for calibration and checks.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
+              show_default=True)
+@click.option("--allow-partial", is_flag=True, help="Load a checkpoint whose keys do not all match.")
+def export(arch: str, checkpoint: Path, targets: str, calib: Path, output_dir: Path, allow_partial: bool) -> None:
+    """Convert a PyTorch lip-sync checkpoint into checked runtime artefacts, with a report."""
+    try:
+        from .export.pipeline import export_wav2lip
+    except ImportError as exc:
+        raise EdgeRetalkError(f"the export toolchain needs PyTorch ({exc.name} is missing): "
+                              "pip install 'edge-retalk[export]'") from None
+    rows = export_wav2lip(checkpoint, [t.strip() for t in targets.split(",") if t.strip()], calib, output_dir,
+                          allow_partial)
+    for row in rows:
+        click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, {row.psnr_db:.1f} dB vs PyTorch, "
+                   f"{row.latency_ms_batch1:.1f} ms at batch 1)")
+    click.echo(f"report: {output_dir / 'report.md'}")
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
 from .generator import DefaultGenerator, RenderOptions
 from .labels import draw_watermark, synthetic_metadata
+from .neural_generator import NeuralGenerator
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, read_ahead
@@ -32,6 +33,7 @@ class RunOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     label: bool = True
     watermark: bool = False
+    generator: Path | None = None
     photo_fps: Fraction = PHOTO_FPS
 
 
@@ -77,7 +79,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     samples = load_audio(audio)
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
-    generator = DefaultGenerator(options=options.render)
+    generator = (NeuralGenerator(options.generator, options.threads) if options.generator is not None
+                 else DefaultGenerator(options=options.render))
     generator.prepare(samples, fps, n_frames)
     metadata = synthetic_metadata(generator.name) if options.label else None
     without_face = 0

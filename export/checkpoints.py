@@ -1,0 +1,82 @@
+"""Loading user-supplied checkpoints safely, and auditing their keys against our model code.
+
+Only `torch.load(..., weights_only=True)` is used: a checkpoint that would run code when
+unpickled is refused. Legacy and zip formats, tensors saved on `cuda:0`, `module.` prefixes and
+`{"state_dict": ...}` containers are all accepted.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import EdgeRetalkError
+from ..media import check_readable
+
+IGNORED_KEY_PARTS = ("low_res",)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, on the CPU, with DataParallel prefixes removed."""
+    check_readable(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise EdgeRetalkError(f"{path}: refused: the checkpoint holds more than weights and could run code "
+                              f"when loaded ({str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise EdgeRetalkError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EdgeRetalkError(f"{path}: holds no state dict of tensors")
+    return {key.removeprefix("module."): value for key, value in state.items()
+            if not any(part in key for part in IGNORED_KEY_PARTS)}
+
+
+@dataclass(frozen=True)
+class KeyAudit:
+    """How a checkpoint's keys compare with a model's."""
+
+    missing: list[str]
+    unexpected: list[str]
+    misshaped: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.misshaped)
+
+    def describe(self, limit: int = 5) -> str:
+        parts = []
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.misshaped)):
+            if keys:
+                more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+                parts.append(f"{len(keys)} {label} ({', '.join(keys[:limit])}{more})")
+        return "; ".join(parts)
+
+
+def audit_keys(model: nn.Module, state: dict[str, torch.Tensor]) -> KeyAudit:
+    expected = model.state_dict()
+    return KeyAudit(
+        missing=sorted(set(expected) - set(state)),
+        unexpected=sorted(set(state) - set(expected)),
+        misshaped=sorted(f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+                         if k in state and state[k].shape != v.shape),
+    )
+
+
+def load_checkpoint(model: nn.Module, path: Path, allow_partial: bool = False) -> nn.Module:
+    """Load `path` into `model` (eval mode); any key mismatch fails unless `allow_partial`."""
+    state = read_state_dict(path)
+    audit = audit_keys(model, state)
+    if not audit.clean and not allow_partial:
+        raise EdgeRetalkError(f"{path}: does not match the {type(model).__name__} layout: {audit.describe()}")
+    usable = {k: v for k, v in state.items() if k in model.state_dict() and v.shape == model.state_dict()[k].shape}
+    model.load_state_dict(usable, strict=False)
+    return model.eval()

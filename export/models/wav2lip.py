@@ -1,0 +1,98 @@
+"""The Wav2Lip generator, written for edge-retalk with the official state-dict layout.
+
+Keys and shapes equal those of the public `wav2lip.pth` / `wav2lip_gan.pth` (see
+../shared/checkpoint_layouts/), so those files load into it unchanged. One deviation, for
+export: the stride-2 transposed convolutions run with padding 0 and are cropped afterwards,
+which is the same maths as padding 1 with output_padding 1 but converts with litert-torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FACE_SIZE = 96
+MEL_STEPS = 16
+MEL_BANDS = 80
+
+
+class Conv2d(nn.Module):
+    """Convolution + batch norm + ReLU, optionally residual (the official `conv.Conv2d`)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size, stride, padding, residual: bool = False):
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel_size, stride, padding), nn.BatchNorm2d(cout))
+        self.act = nn.ReLU()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_block(x)
+        if self.residual:
+            out = out + x
+        return self.act(out)
+
+
+class Conv2dTranspose(nn.Module):
+    """Transposed convolution + batch norm + ReLU (the official `conv.Conv2dTranspose`).
+
+    With output_padding, it is computed as padding 0 followed by a crop of `padding` pixels at
+    the start of each axis: the same output, in a form every converter handles."""
+
+    def __init__(self, cin: int, cout: int, kernel_size, stride, padding, output_padding: int = 0):
+        super().__init__()
+        self.padding, self.output_padding = (padding, output_padding) if output_padding else (0, 0)
+        conv = nn.ConvTranspose2d(cin, cout, kernel_size, stride, 0 if output_padding else padding)
+        self.conv_block = nn.Sequential(conv, nn.BatchNorm2d(cout))
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_block[0](x)
+        if self.output_padding:
+            end = out.shape[-1] - self.padding + self.output_padding
+            out = out[:, :, self.padding:end, self.padding:end]
+        return self.act(self.conv_block[1](out))
+
+
+class Wav2Lip(nn.Module):
+    """Inputs: mel (B, 1, 80, 16) and face (B, 6, 96, 96): the masked target crop and a reference
+    crop, BGR in [0, 1]. Output: the generated crop (B, 3, 96, 96) in [0, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.face_encoder_blocks = nn.ModuleList([
+            nn.Sequential(Conv2d(6, 16, 7, 1, 3)),
+            nn.Sequential(Conv2d(16, 32, 3, 2, 1), Conv2d(32, 32, 3, 1, 1, True), Conv2d(32, 32, 3, 1, 1, True)),
+            nn.Sequential(Conv2d(32, 64, 3, 2, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(3)]),
+            nn.Sequential(Conv2d(64, 128, 3, 2, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2d(128, 256, 3, 2, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2d(256, 512, 3, 2, 1), Conv2d(512, 512, 3, 1, 1, True)),
+            nn.Sequential(Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0)),
+        ])
+        self.audio_encoder = nn.Sequential(
+            Conv2d(1, 32, 3, 1, 1), Conv2d(32, 32, 3, 1, 1, True), Conv2d(32, 32, 3, 1, 1, True),
+            Conv2d(32, 64, 3, (3, 1), 1), Conv2d(64, 64, 3, 1, 1, True), Conv2d(64, 64, 3, 1, 1, True),
+            Conv2d(64, 128, 3, 3, 1), Conv2d(128, 128, 3, 1, 1, True), Conv2d(128, 128, 3, 1, 1, True),
+            Conv2d(128, 256, 3, (3, 2), 1), Conv2d(256, 256, 3, 1, 1, True),
+            Conv2d(256, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0),
+        )
+        self.face_decoder_blocks = nn.ModuleList([
+            nn.Sequential(Conv2d(512, 512, 1, 1, 0)),
+            nn.Sequential(Conv2dTranspose(1024, 512, 3, 1, 0), Conv2d(512, 512, 3, 1, 1, True)),
+            nn.Sequential(Conv2dTranspose(1024, 512, 3, 2, 1, 1), *[Conv2d(512, 512, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2dTranspose(768, 384, 3, 2, 1, 1), *[Conv2d(384, 384, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2dTranspose(512, 256, 3, 2, 1, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2dTranspose(320, 128, 3, 2, 1, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
+            nn.Sequential(Conv2dTranspose(160, 64, 3, 2, 1, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(2)]),
+        ])
+        self.output_block = nn.Sequential(Conv2d(80, 32, 3, 1, 1), nn.Conv2d(32, 3, 1, 1, 0), nn.Sigmoid())
+
+    def forward(self, mel: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+        x = self.audio_encoder(mel)
+        skips = []
+        y = face
+        for block in self.face_encoder_blocks:
+            y = block(y)
+            skips.append(y)
+        for block in self.face_decoder_blocks:
+            x = torch.cat((block(x), skips.pop()), dim=1)
+        return self.output_block(x)

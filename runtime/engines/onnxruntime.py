@@ -1,0 +1,35 @@
+"""ONNX Runtime engine (CPU here; CUDA, TensorRT or OpenVINO execution providers where installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeRetalkError
+
+
+class OnnxRuntimeEngine:
+    """Loads an .onnx file and runs a dict of named arrays through it."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: Path, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise EdgeRetalkError("ONNX Runtime is not installed: pip install onnxruntime") from exc
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        available = set(onnxruntime.get_available_providers())
+        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        try:
+            self._session = onnxruntime.InferenceSession(str(model), options, providers=chosen)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own hierarchy of errors
+            raise EdgeRetalkError(f"{model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+        self.providers = self._session.get_providers()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(names, inputs)))

@@ -1,0 +1,77 @@
+"""Generators that run an exported network for the lip region (Wav2Lip convention).
+
+Per frame: a square face crop resized to 96x96, its lower half masked, stacked with the unmasked
+crop as reference (6 channels, BGR in [0, 1]), and the 16 mel frames starting at int(i*80/fps).
+The network's 96x96 output is resized back and pasted through the lip-region mask, so only the
+lips, mouth and chin change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .audio import log_mel, mel_window
+from .compositor import mouth_region, paste
+from .engines import open_engine
+from .errors import EdgeRetalkError
+from .landmarks import FACE_OVAL
+from .manifest import load_manifest
+
+
+def face_box(points: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """Square box around the face outline (x0, y0, x1, y1), inside the frame."""
+    oval = points[list(FACE_OVAL), :2]
+    low, high = oval.min(axis=0), oval.max(axis=0)
+    centre, side = (low + high) / 2, float(max(high - low))
+    x0, y0 = np.round(centre - side / 2).astype(int)
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(frame_shape[1], x0 + int(side)), min(frame_shape[0], y0 + int(side))
+    return (x0, y0, x1, y1) if x1 - x0 >= 16 and y1 - y0 >= 16 else None
+
+
+def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.ndarray, index: int, fps: float,
+                   size: int = 96, steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(mel (1, 80, steps), face (6, size, size)) for one frame, float32."""
+    x0, y0, x1, y1 = box
+    crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    masked = crop.copy()
+    masked[size // 2:] = 0.0
+    face = np.concatenate([masked, crop], axis=2).transpose(2, 0, 1)
+    return mel_window(mel, index, fps, steps)[None].astype(np.float32), np.ascontiguousarray(face)
+
+
+class NeuralGenerator:
+    """Runs an exported Wav2Lip-convention generator (any engine) on the lip region."""
+
+    def __init__(self, model: Path, threads: int = 1):
+        self.manifest, model_file = load_manifest(model)
+        if self.manifest.arch != "wav2lip":
+            raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not supported by run yet")
+        self.engine = open_engine(model_file, threads)
+        self.name = f"{self.manifest.arch} {self.manifest.format}:{self.manifest.precision}"
+        self._mel = np.zeros((80, 1), np.float32)
+        self._fps = 25.0
+
+    def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> None:
+        self._mel, self._fps = log_mel(samples), fps
+
+    def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
+        if points is None:
+            return frame
+        box, region = face_box(points, frame.shape), mouth_region(points, frame.shape)
+        if box is None or region is None:
+            return frame
+        mel, face = wav2lip_inputs(frame, box, self._mel, index, self._fps, self.manifest.face_size,
+                                   self.manifest.mel_steps)
+        names = [spec.name for spec in self.manifest.inputs]
+        output = next(iter(self.engine.run({names[0]: mel[None], names[1]: face[None]}).values()))[0]
+        x0, y0, x1, y1 = box
+        generated = cv2.resize(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8),
+                               (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+        canvas = frame.copy()
+        canvas[y0:y1, x0:x1] = generated
+        rx0, ry0, rx1, ry1 = region.box
+        return paste(frame, canvas[ry0:ry1, rx0:rx1], region)

@@ -1,0 +1,149 @@
+"""Checkpoints in the official layout through loading, ONNX export, the runtime and a generated video."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the export toolchain needs PyTorch: pip install '.[export]'")
+
+from conftest import run_cli  # noqa: E402
+from edge_retalk.errors import EdgeRetalkError  # noqa: E402
+from edge_retalk.export.checkpoints import load_checkpoint, read_state_dict  # noqa: E402
+from edge_retalk.export.models.wav2lip import Wav2Lip  # noqa: E402
+from edge_retalk.manifest import load_manifest  # noqa: E402
+from official_layout import LAYOUTS, write_official  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = Wav2Lip()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, 0.0, 0.05)
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def gan_checkpoint(tmp_path_factory, weights):
+    if not LAYOUTS.is_dir():
+        pytest.skip(f"checkpoint layouts not found at {LAYOUTS}")
+    return write_official("wav2lip_gan.pth.header", weights, tmp_path_factory.mktemp("ckpt") / "wav2lip_gan.pth")
+
+
+def same_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(value, weights[key]) for key, value in model.state_dict().items())
+
+
+@pytest.mark.parametrize("header", ["wav2lip.pth.header", "wav2lip_gan.pth.header"])
+def test_official_layouts_load_exactly(tmp_path, weights, header):
+    if not LAYOUTS.is_dir():
+        pytest.skip(f"checkpoint layouts not found at {LAYOUTS}")
+    path = write_official(header, weights, tmp_path / header.removesuffix(".header"))
+    assert path.stat().st_size > 400e6
+    assert same_weights(load_checkpoint(Wav2Lip(), path), weights)
+
+
+def test_zip_format_and_state_dict_container(tmp_path, weights):
+    path = tmp_path / "finetuned.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}, "epoch": 3}, path)
+    assert same_weights(load_checkpoint(Wav2Lip(), path), weights)
+    bare = tmp_path / "bare.pth"
+    torch.save(weights, bare)
+    assert same_weights(load_checkpoint(Wav2Lip(), bare), weights)
+
+
+def test_key_mismatches_are_named_and_fail(tmp_path, weights):
+    broken = dict(weights)
+    broken.pop("output_block.1.bias")
+    broken["extra.weight"] = torch.zeros(2)
+    broken["output_block.1.weight"] = torch.zeros(3, 16, 1, 1)
+    path = tmp_path / "broken.pth"
+    torch.save(broken, path)
+    with pytest.raises(EdgeRetalkError) as error:
+        load_checkpoint(Wav2Lip(), path)
+    message = str(error.value)
+    assert "1 missing (output_block.1.bias)" in message and "1 unexpected (extra.weight)" in message
+    assert "mis-shaped (output_block.1.weight (3, 16, 1, 1) != (3, 32, 1, 1))" in message
+    partial = load_checkpoint(Wav2Lip(), path, allow_partial=True)
+    assert torch.equal(partial.state_dict()["output_block.0.conv_block.0.weight"],
+                       weights["output_block.0.conv_block.0.weight"])
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/edge-retalk-pwned",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": _RunsCode()}, handle)
+    marker = "/tmp/edge-retalk-pwned"
+    import os
+    if os.path.exists(marker):
+        os.remove(marker)
+    with pytest.raises(EdgeRetalkError, match="refused"):
+        read_state_dict(path)
+    assert not os.path.exists(marker)
+    result = run_cli("export", "--arch", "wav2lip", "--checkpoint", path, "--calib", path, "-o", tmp_path / "out")
+    assert result.returncode == 1 and "refused" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(marker)
+
+
+def test_transposed_convolution_rewrite_keeps_the_numbers():
+    official = torch.nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1)
+    from edge_retalk.export.models.wav2lip import Conv2dTranspose
+    ours = Conv2dTranspose(16, 8, 3, 2, 1, 1)
+    ours.conv_block[0].load_state_dict(official.state_dict())
+    ours.eval()
+    x = torch.rand(2, 16, 6, 6)
+    with torch.no_grad():
+        expected = torch.relu(ours.conv_block[1](official(x)))
+        assert torch.allclose(ours(x), expected, atol=1e-6)
+
+
+def test_export_then_run_with_the_exported_generator(data, tmp_path, gan_checkpoint):
+    out_dir = tmp_path / "exported"
+    result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint, "--to", "onnx:fp32",
+                     "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
+    assert result.returncode == 0, result.stderr
+    model = out_dir / "wav2lip.fp32.onnx"
+    manifest, model_file = load_manifest(model)
+    assert manifest.arch == "wav2lip" and manifest.colour_order == "BGR" and model_file == model.resolve()
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report[0]["target"] == "onnx:fp32" and report[0]["psnr_db"] > 60
+
+    video = tmp_path / "out.mp4"
+    result = run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
+                     "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(run_cli("inspect", video, "--json").stdout)
+    assert found["generator"] == "wav2lip onnx:fp32"
+
+
+def test_manifest_guards(tmp_path, data, gan_checkpoint):
+    out_dir = tmp_path / "exported"
+    assert run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint, "--calib",
+                   data / "clips" / "lrs2_00019.mp4", "-o", out_dir).returncode == 0
+    model = out_dir / "wav2lip.fp32.onnx"
+    manifest_file = out_dir / "wav2lip.fp32.onnx.json"
+    original = json.loads(manifest_file.read_text())
+
+    def refused_with(edit, expected):
+        manifest_file.write_text(json.dumps(edit(dict(original))))
+        with pytest.raises(EdgeRetalkError, match=expected):
+            load_manifest(model)
+
+    refused_with(lambda m: {**m, "surprise": 1}, "unknown fields")
+    refused_with(lambda m: {**m, "file": "../wav2lip.fp32.onnx"}, "leaves the manifest")
+    refused_with(lambda m: {**m, "sha256": "0" * 64}, "does not match its manifest")
+    manifest_file.write_text(json.dumps(original))
+    with open(model, "ab") as handle:
+        handle.write(b"tampered")
+    result = run_cli("run", "--face", data / "portraits" / "photo_einstein.png", "--audio",
+                     data / "speech" / "unitychan_univ0003.wav", "--generator", model, "-o", tmp_path / "o.mp4")
+    assert result.returncode == 1 and "does not match its manifest" in result.stderr
