@@ -37,6 +37,18 @@ def data() -> Path:
     return shared_data_dir()
 
 
+@pytest.fixture
+def speech(data) -> Path:
+    """A short real speech file (1.1 s)."""
+    return data / "speech" / "unitychan_univ0003.wav"
+
+
+@pytest.fixture
+def face(data) -> Path:
+    """A real one-face portrait."""
+    return data / "portraits" / "photo_einstein.png"
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `edge-retalk ARGS` as a user would, capturing its output."""
     command = [sys.executable, "-c", "from edge_retalk.cli import main; main()", *map(str, args)]

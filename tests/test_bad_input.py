@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
 from conftest import run_cli
 from edge_retalk.media import read_image
@@ -24,16 +23,6 @@ def assert_refused(result, tmp_path: Path, expected: str, keep: set[str] = froze
     assert expected in lines[0], lines[0]
     assert "Traceback" not in result.stderr
     assert {p.name for p in tmp_path.iterdir()} <= set(keep), list(tmp_path.iterdir())
-
-
-@pytest.fixture
-def speech(data) -> Path:
-    return data / "speech" / "unitychan_univ0003.wav"
-
-
-@pytest.fixture
-def face(data) -> Path:
-    return data / "portraits" / "photo_einstein.png"
 
 
 def test_missing_file(tmp_path, speech):

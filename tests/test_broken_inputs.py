@@ -69,16 +69,6 @@ def run_and_check(tmp_path: Path, face: Path, audio: Path) -> subprocess.Complet
     return result
 
 
-@pytest.fixture
-def speech(data) -> Path:
-    return data / "speech" / "unitychan_univ0003.wav"
-
-
-@pytest.fixture
-def face(data) -> Path:
-    return data / "portraits" / "photo_einstein.png"
-
-
 def test_truncated_video(data, tmp_path, speech):
     source = (data / "clips" / "lrs2_00004.mp4").read_bytes()
     truncated = tmp_path / "truncated.mp4"
