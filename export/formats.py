@@ -1,4 +1,7 @@
-"""The table of export targets: one named row per format and precision; the CLI's choices come from it."""
+"""The table of export targets: one named row per format and precision; the CLI's choices come from it.
+
+Each row names its converter (module and function in this package) and the parity it must reach
+against PyTorch FP32 on held-out real inputs before the artefact is kept."""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One export target and the parity it must reach against PyTorch on held-out real inputs."""
-
     key: str
     format: str
     precision: str
     suffix: str
+    converter: str
     min_psnr_db: float
 
 
 FORMATS = {row.key: row for row in (
-    ExportFormat("onnx:fp32", "onnx", "fp32", ".onnx", 60.0),
+    ExportFormat("onnx:fp32", "onnx", "fp32", ".onnx", "onnx.onnx_fp32", 60.0),
+    ExportFormat("onnx:fp16", "onnx", "fp16", ".onnx", "onnx.onnx_fp16", 45.0),
+    ExportFormat("onnx:int8", "onnx", "int8", ".onnx", "onnx.onnx_int8", 30.0),
 )}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,19 @@ from ..neural_generator import face_box, wav2lip_inputs
 from ..tracker import FaceTracker
 from .checkpoints import load_checkpoint
 from .formats import FORMATS
+from .job import ExportJob
 from .models.wav2lip import FACE_SIZE, MEL_STEPS, Wav2Lip
-from .onnx import to_onnx
 from .report import ArtefactReport, median_latency_ms, psnr_db, write_report
 
 log = logging.getLogger(__name__)
 
 INPUTS, OUTPUTS = ["mel", "face"], ["generated"]
-CONVERTERS = {"onnx": to_onnx}
+
+
+def converter(name: str):
+    """The converter function a format row names, e.g. "onnx.onnx_fp16" (imported only when used)."""
+    module, function = name.rsplit(".", 1)
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
 def real_inputs(video: Path, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +69,13 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_of(checkpoint)
     rows = []
+    scratch = tempfile.TemporaryDirectory(prefix="edge-retalk-export-")
+    job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1])), INPUTS, OUTPUTS,
+                    {"mel": mels[::2], "face": faces[::2]}, Path(scratch.name))
     for key in targets:
         spec = FORMATS[key]
         target = out_dir / f"wav2lip.{spec.precision}{spec.suffix}"
-        example = (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1]))
-        CONVERTERS[spec.format](model, example, INPUTS, OUTPUTS, target)
+        converter(spec.converter)(job, target)
         engine = open_engine(target)
         produced = np.concatenate([engine.run({"mel": m[None], "face": f[None]})["generated"]
                                    for m, f in zip(*held_out)])
@@ -89,5 +98,6 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
             key, target.name, target.stat().st_size / 1e6, quality, float(np.abs(reference - produced).max()),
             median_latency_ms(lambda: engine.run({"mel": mels[:1], "face": faces[:1]})),
             median_latency_ms(lambda: engine.run(batch8))))
+    scratch.cleanup()
     write_report(rows, out_dir)
     return rows

@@ -37,11 +37,28 @@ def median_latency_ms(run, repeats: int = 10) -> float:
     return float(np.median(times))
 
 
+def trade_offs(rows: list[ArtefactReport]) -> list[str]:
+    """Plain statements of what each reduced precision buys over FP32 of the same format, measured."""
+    by_target = {r.target: r for r in rows}
+    notes = []
+    for row in rows:
+        fmt, precision = row.target.split(":")
+        base = by_target.get(f"{fmt}:fp32")
+        if base is None or precision == "fp32":
+            continue
+        speed = base.latency_ms_batch1 / row.latency_ms_batch1
+        verdict = "faster" if speed > 1.1 else "slower" if speed < 0.9 else "no faster"
+        notes.append(f"- {row.target}: {row.size_mb / base.size_mb:.2f}x the size of {fmt}:fp32, "
+                     f"{speed:.2f}x its speed at batch 1 ({verdict} on this machine).")
+    return notes
+
+
 def write_report(rows: list[ArtefactReport], folder: Path) -> tuple[Path, Path]:
     header = "| target | file | size MB | PSNR dB vs PyTorch | max error | ms batch 1 | ms batch 8 |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.target} | {r.file} | {r.size_mb:.1f} | {r.psnr_db:.1f} | {r.max_error:.2e} | "
               f"{r.latency_ms_batch1:.1f} | {r.latency_ms_batch8:.1f} |" for r in rows]
+    lines += [""] + trade_offs(rows)
     markdown, data = folder / "report.md", folder / "report.json"
     markdown.write_text("\n".join(lines) + "\n")
     data.write_text(json.dumps([asdict(r) for r in rows], indent=2))

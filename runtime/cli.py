@@ -115,7 +115,7 @@ def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: s
 @cli.command()
 @click.option("--arch", type=click.Choice(["wav2lip"]), required=True, help="Architecture of the checkpoint.")
 @click.option("--checkpoint", type=InputFile, required=True, help="PyTorch checkpoint (e.g. wav2lip_gan.pth).")
-@click.option("--to", "targets", default="onnx:fp32", show_default=True,
+@click.option("--to", "targets", default=",".join(EXPORT_FORMATS), show_default=True,
               help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + ".")
 @click.option("--calib", type=InputFile, required=True, help="Real talking-head video for calibration and checks.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),

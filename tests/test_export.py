@@ -106,28 +106,33 @@ def test_transposed_convolution_rewrite_keeps_the_numbers():
         assert torch.allclose(ours(x), expected, atol=1e-6)
 
 
-def test_export_then_run_with_the_exported_generator(data, tmp_path, gan_checkpoint):
+def test_export_every_onnx_precision_then_run_each(data, tmp_path, gan_checkpoint):
     out_dir = tmp_path / "exported"
-    result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint, "--to", "onnx:fp32",
-                     "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
+    result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint,
+                     "--to", "onnx:fp32,onnx:fp16,onnx:int8", "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4",
+                     "-o", out_dir)
     assert result.returncode == 0, result.stderr
-    model = out_dir / "wav2lip.fp32.onnx"
-    manifest, model_file = load_manifest(model)
-    assert manifest.arch == "wav2lip" and manifest.colour_order == "BGR" and model_file == model.resolve()
-    report = json.loads((out_dir / "report.json").read_text())
-    assert report[0]["target"] == "onnx:fp32" and report[0]["psnr_db"] > 60
-
-    video = tmp_path / "out.mp4"
-    result = run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
-                     "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
-    assert result.returncode == 0, result.stderr
-    found = json.loads(run_cli("inspect", video, "--json").stdout)
-    assert found["generator"] == "wav2lip onnx:fp32"
+    assert "WARNING" not in result.stderr
+    report = {row["target"]: row for row in json.loads((out_dir / "report.json").read_text())}
+    assert report["onnx:fp32"]["psnr_db"] > 60 and report["onnx:fp16"]["psnr_db"] > 45
+    assert report["onnx:int8"]["psnr_db"] > 30
+    assert 0.4 < report["onnx:fp16"]["size_mb"] / report["onnx:fp32"]["size_mb"] < 0.6
+    assert report["onnx:int8"]["size_mb"] < 0.3 * report["onnx:fp32"]["size_mb"]
+    assert "onnx:fp16: 0.50x the size of onnx:fp32" in (out_dir / "report.md").read_text()
+    for precision in ("fp32", "fp16", "int8"):
+        model = out_dir / f"wav2lip.{precision}.onnx"
+        manifest, model_file = load_manifest(model)
+        assert manifest.precision == precision and manifest.colour_order == "BGR" and model_file == model.resolve()
+        video = tmp_path / f"out-{precision}.mp4"
+        result = run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
+                         "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip onnx:{precision}"
 
 
 def test_manifest_guards(tmp_path, data, gan_checkpoint):
     out_dir = tmp_path / "exported"
-    assert run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint, "--calib",
+    assert run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint, "--to", "onnx:fp32", "--calib",
                    data / "clips" / "lrs2_00019.mp4", "-o", out_dir).returncode == 0
     model = out_dir / "wav2lip.fp32.onnx"
     manifest_file = out_dir / "wav2lip.fp32.onnx.json"
