@@ -22,4 +22,6 @@ FORMATS = {row.key: row for row in (
     ExportFormat("onnx:fp32", "onnx", "fp32", ".onnx", "onnx.onnx_fp32", 60.0),
     ExportFormat("onnx:fp16", "onnx", "fp16", ".onnx", "onnx.onnx_fp16", 45.0),
     ExportFormat("onnx:int8", "onnx", "int8", ".onnx", "onnx.onnx_int8", 30.0),
+    ExportFormat("openvino:fp16", "openvino", "fp16", ".xml", "openvino.openvino_fp16", 45.0),
+    ExportFormat("openvino:int8", "openvino", "int8", ".xml", "openvino.openvino_int8", 30.0),
 )}

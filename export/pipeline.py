@@ -55,6 +55,17 @@ def real_inputs(video: Path, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(mels), np.stack(faces)
 
 
+def artefact_files(target: Path) -> list[Path]:
+    """The model file and the files it needs beside it (an OpenVINO IR's weights)."""
+    weights = target.with_suffix(".bin")
+    return [target, weights] if target.suffix == ".xml" and weights.exists() else [target]
+
+
+def companions_of(target: Path) -> dict[str, str]:
+    """Checksums of the files a model needs beside it."""
+    return {f.name: sha256_of(f) for f in artefact_files(target)[1:]}
+
+
 def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,
                    allow_partial: bool = False) -> list[ArtefactReport]:
     """Export a Wav2Lip checkpoint to each target, checking every artefact against PyTorch first."""
@@ -81,12 +92,13 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
                                    for m, f in zip(*held_out)])
         quality = psnr_db(reference, produced)
         if quality < spec.min_psnr_db:
-            target.unlink(missing_ok=True)
+            for file in artefact_files(target):
+                file.unlink(missing_ok=True)
             raise EdgeRetalkError(f"{key}: the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                                   f"needs {spec.min_psnr_db:.0f} dB); nothing written")
         manifest = Manifest(
             arch="wav2lip", format=spec.format, precision=spec.precision, file=target.name,
-            sha256=sha256_of(target), source_sha256=source_sha,
+            sha256=sha256_of(target), companions=companions_of(target), source_sha256=source_sha,
             inputs=[TensorSpec("mel", ["batch", 1, 80, MEL_STEPS], "float32"),
                     TensorSpec("face", ["batch", 6, FACE_SIZE, FACE_SIZE], "float32")],
             outputs=[TensorSpec("generated", ["batch", 3, FACE_SIZE, FACE_SIZE], "float32")],
@@ -95,7 +107,8 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
         write_manifest(manifest, out_dir)
         batch8 = {"mel": np.repeat(mels[:1], 8, axis=0), "face": np.repeat(faces[:1], 8, axis=0)}
         rows.append(ArtefactReport(
-            key, target.name, target.stat().st_size / 1e6, quality, float(np.abs(reference - produced).max()),
+            key, target.name, sum(f.stat().st_size for f in artefact_files(target)) / 1e6, quality,
+            float(np.abs(reference - produced).max()),
             median_latency_ms(lambda: engine.run({"mel": mels[:1], "face": faces[:1]})),
             median_latency_ms(lambda: engine.run(batch8))))
     scratch.cleanup()

@@ -40,15 +40,16 @@ def median_latency_ms(run, repeats: int = 10) -> float:
 def trade_offs(rows: list[ArtefactReport]) -> list[str]:
     """Plain statements of what each reduced precision buys over FP32 of the same format, measured."""
     by_target = {r.target: r for r in rows}
+    any_fp32 = next((r for r in rows if r.target.endswith(":fp32")), None)
     notes = []
     for row in rows:
         fmt, precision = row.target.split(":")
-        base = by_target.get(f"{fmt}:fp32")
+        base = by_target.get(f"{fmt}:fp32", any_fp32)
         if base is None or precision == "fp32":
             continue
         speed = base.latency_ms_batch1 / row.latency_ms_batch1
         verdict = "faster" if speed > 1.1 else "slower" if speed < 0.9 else "no faster"
-        notes.append(f"- {row.target}: {row.size_mb / base.size_mb:.2f}x the size of {fmt}:fp32, "
+        notes.append(f"- {row.target}: {row.size_mb / base.size_mb:.2f}x the size of {base.target}, "
                      f"{speed:.2f}x its speed at batch 1 ({verdict} on this machine).")
     return notes
 

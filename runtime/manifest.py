@@ -1,7 +1,8 @@
 """The manifest beside every exported model: what the runtime needs to run it, never guessed.
 
-`model.onnx` has `model.onnx.json` beside it. Unknown fields are rejected, the model path must
-stay inside the manifest's folder, and the model file must match its recorded checksum.
+`model.onnx` has `model.onnx.json` beside it. Unknown fields are rejected, paths must stay inside
+the manifest's folder, and the model file and its companions (an OpenVINO IR's .bin) must match
+their recorded checksums.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Manifest:
     precision: str
     file: str
     sha256: str
+    companions: dict[str, str]
     source_sha256: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -91,4 +93,10 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
         raise EdgeRetalkError(f"{path}: model file {manifest.file} is missing")
     if sha256_of(model) != manifest.sha256:
         raise EdgeRetalkError(f"{model}: does not match its manifest (sha256 differs); refusing to load it")
+    for name, digest in manifest.companions.items():
+        companion = (path.parent / name).resolve()
+        if path.parent.resolve() not in companion.parents or not companion.is_file():
+            raise EdgeRetalkError(f"{path}: companion file {name!r} is missing or outside the manifest's folder")
+        if sha256_of(companion) != digest:
+            raise EdgeRetalkError(f"{companion}: does not match its manifest (sha256 differs); refusing to load it")
     return manifest, model

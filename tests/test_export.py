@@ -106,11 +106,10 @@ def test_transposed_convolution_rewrite_keeps_the_numbers():
         assert torch.allclose(ours(x), expected, atol=1e-6)
 
 
-def test_export_every_onnx_precision_then_run_each(data, tmp_path, gan_checkpoint):
+def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
     out_dir = tmp_path / "exported"
     result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint,
-                     "--to", "onnx:fp32,onnx:fp16,onnx:int8", "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4",
-                     "-o", out_dir)
+                     "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr
     report = {row["target"]: row for row in json.loads((out_dir / "report.json").read_text())}
@@ -118,16 +117,23 @@ def test_export_every_onnx_precision_then_run_each(data, tmp_path, gan_checkpoin
     assert report["onnx:int8"]["psnr_db"] > 30
     assert 0.4 < report["onnx:fp16"]["size_mb"] / report["onnx:fp32"]["size_mb"] < 0.6
     assert report["onnx:int8"]["size_mb"] < 0.3 * report["onnx:fp32"]["size_mb"]
+    assert report["openvino:fp16"]["psnr_db"] > 45 and report["openvino:int8"]["psnr_db"] > 30
+    assert 0.4 < report["openvino:fp16"]["size_mb"] / report["onnx:fp32"]["size_mb"] < 0.6
     assert "onnx:fp16: 0.50x the size of onnx:fp32" in (out_dir / "report.md").read_text()
-    for precision in ("fp32", "fp16", "int8"):
-        model = out_dir / f"wav2lip.{precision}.onnx"
+    for target in report:
+        fmt, precision = target.split(":")
+        model = out_dir / f"wav2lip.{precision}.{'xml' if fmt == 'openvino' else 'onnx'}"
         manifest, model_file = load_manifest(model)
         assert manifest.precision == precision and manifest.colour_order == "BGR" and model_file == model.resolve()
-        video = tmp_path / f"out-{precision}.mp4"
+        video = tmp_path / f"out-{fmt}-{precision}.mp4"
         result = run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
                          "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
         assert result.returncode == 0, result.stderr
-        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip onnx:{precision}"
+        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip {target}"
+    with open(out_dir / "wav2lip.int8.bin", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(EdgeRetalkError, match="does not match its manifest"):
+        load_manifest(out_dir / "wav2lip.int8.xml")
 
 
 def test_manifest_guards(tmp_path, data, gan_checkpoint):

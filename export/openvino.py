@@ -1,0 +1,33 @@
+"""OpenVINO IR targets: FP16 (weights compressed to half precision) and INT8 (NNCF post-training
+quantisation calibrated on the job's real inputs). Both start from the job's FP32 ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .job import ExportJob
+from .onnx import onnx_fp32
+
+
+def _fp32_model(job: ExportJob):
+    import openvino
+
+    return openvino.convert_model(str(onnx_fp32(job, job.work_dir / "openvino-source.onnx")))
+
+
+def openvino_fp16(job: ExportJob, target: Path) -> Path:
+    import openvino
+
+    openvino.save_model(_fp32_model(job), str(target), compress_to_fp16=True)
+    return target
+
+
+def openvino_int8(job: ExportJob, target: Path) -> Path:
+    import nncf
+    import openvino
+
+    samples = [{name: array[i:i + 1] for name, array in job.calibration.items()}
+               for i in range(len(next(iter(job.calibration.values()))))]
+    quantised = nncf.quantize(_fp32_model(job), nncf.Dataset(samples), subset_size=len(samples))
+    openvino.save_model(quantised, str(target), compress_to_fp16=False)
+    return target
