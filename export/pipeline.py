@@ -26,6 +26,7 @@ from .report import ArtefactReport, median_latency_ms, psnr_db, write_report
 log = logging.getLogger(__name__)
 
 INPUTS, OUTPUTS = ["mel", "face"], ["generated"]
+STATIC_BATCH_FORMATS = {"tflite"}
 
 
 def converter(name: str):
@@ -88,29 +89,35 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
         target = out_dir / f"wav2lip.{spec.precision}{spec.suffix}"
         converter(spec.converter)(job, target)
         engine = open_engine(target)
-        produced = np.concatenate([engine.run({"mel": m[None], "face": f[None]})["generated"]
-                                   for m, f in zip(*held_out)])
+        mel_name, face_name = engine.input_names
+        output_name = engine.output_names[0]
+
+        def infer(mel: np.ndarray, face: np.ndarray) -> np.ndarray:
+            return engine.run({mel_name: mel, face_name: face})[output_name]
+
+        produced = np.concatenate([infer(m[None], f[None]) for m, f in zip(*held_out)])
         quality = psnr_db(reference, produced)
         if quality < spec.min_psnr_db:
             for file in artefact_files(target):
                 file.unlink(missing_ok=True)
             raise EdgeRetalkError(f"{key}: the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                                   f"needs {spec.min_psnr_db:.0f} dB); nothing written")
+        batch = 1 if spec.format in STATIC_BATCH_FORMATS else "batch"
         manifest = Manifest(
             arch="wav2lip", format=spec.format, precision=spec.precision, file=target.name,
             sha256=sha256_of(target), companions=companions_of(target), source_sha256=source_sha,
-            inputs=[TensorSpec("mel", ["batch", 1, 80, MEL_STEPS], "float32"),
-                    TensorSpec("face", ["batch", 6, FACE_SIZE, FACE_SIZE], "float32")],
-            outputs=[TensorSpec("generated", ["batch", 3, FACE_SIZE, FACE_SIZE], "float32")],
+            inputs=[TensorSpec(mel_name, [batch, 1, 80, MEL_STEPS], "float32"),
+                    TensorSpec(face_name, [batch, 6, FACE_SIZE, FACE_SIZE], "float32")],
+            outputs=[TensorSpec(output_name, [batch, 3, FACE_SIZE, FACE_SIZE], "float32")],
             layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=FACE_SIZE, mel_steps=MEL_STEPS,
             exporter=f"edge-retalk export (torch {torch.__version__})")
         write_manifest(manifest, out_dir)
-        batch8 = {"mel": np.repeat(mels[:1], 8, axis=0), "face": np.repeat(faces[:1], 8, axis=0)}
+        batch8 = (np.repeat(mels[:1], 8, axis=0), np.repeat(faces[:1], 8, axis=0))
         rows.append(ArtefactReport(
             key, target.name, sum(f.stat().st_size for f in artefact_files(target)) / 1e6, quality,
             float(np.abs(reference - produced).max()),
-            median_latency_ms(lambda: engine.run({"mel": mels[:1], "face": faces[:1]})),
-            median_latency_ms(lambda: engine.run(batch8))))
+            median_latency_ms(lambda: infer(mels[:1], faces[:1])),
+            float("nan") if batch == 1 else median_latency_ms(lambda: infer(*batch8))))
     scratch.cleanup()
     write_report(rows, out_dir)
     return rows

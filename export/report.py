@@ -58,7 +58,8 @@ def write_report(rows: list[ArtefactReport], folder: Path) -> tuple[Path, Path]:
     header = "| target | file | size MB | PSNR dB vs PyTorch | max error | ms batch 1 | ms batch 8 |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.target} | {r.file} | {r.size_mb:.1f} | {r.psnr_db:.1f} | {r.max_error:.2e} | "
-              f"{r.latency_ms_batch1:.1f} | {r.latency_ms_batch8:.1f} |" for r in rows]
+              f"{r.latency_ms_batch1:.1f} | {'n/a (batch 1 only)' if np.isnan(r.latency_ms_batch8) else f'{r.latency_ms_batch8:.1f}'} |"
+              for r in rows]
     lines += [""] + trade_offs(rows)
     markdown, data = folder / "report.md", folder / "report.json"
     markdown.write_text("\n".join(lines) + "\n")

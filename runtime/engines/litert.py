@@ -27,13 +27,36 @@ class LiteRTEngine:
         self._outputs = {d["name"]: d for d in self._interpreter.get_output_details()}
 
     @property
-    def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Static input shape per input name."""
-        return {name: tuple(d["shape"]) for name, d in self._inputs.items()}
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one inference; returns a copy of every output by name."""
+        """Run one inference; returns a copy of every output by name.
+
+        Integer (fully quantised) tensors are quantised on the way in and dequantised on the way
+        out with their own scale and zero point, so callers always deal in float32."""
         for name, value in inputs.items():
-            self._interpreter.set_tensor(self._inputs[name]["index"], value)
+            detail = self._inputs[name]
+            self._interpreter.set_tensor(detail["index"], _quantise(value, detail))
         self._interpreter.invoke()
-        return {name: self._interpreter.get_tensor(d["index"]).copy() for name, d in self._outputs.items()}
+        return {name: _dequantise(self._interpreter.get_tensor(d["index"]), d) for name, d in self._outputs.items()}
+
+
+def _quantise(value: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return value.astype(dtype, copy=False)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(value / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _dequantise(value: np.ndarray, detail: dict) -> np.ndarray:
+    if not np.issubdtype(detail["dtype"], np.integer):
+        return value.copy()
+    scale, zero_point = detail["quantization"]
+    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -30,6 +30,14 @@ class OnnxRuntimeEngine:
             raise EdgeRetalkError(f"{model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
         self.providers = self._session.get_providers()
 
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self._session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self._session.get_outputs()]
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._session.get_outputs()]
         return dict(zip(names, self._session.run(names, inputs)))

@@ -30,6 +30,14 @@ class OpenVINOEngine:
             raise EdgeRetalkError(f"{model}: OpenVINO cannot load it ({str(exc).splitlines()[0][:160]})") from None
         self._request = self._compiled.create_infer_request()
 
+    @property
+    def input_names(self) -> list[str]:
+        return [port.get_any_name() for port in self._compiled.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [port.get_any_name() for port in self._compiled.outputs]
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._request.infer(inputs)
         return {port.get_any_name(): np.asarray(value) for port, value in results.items()}

@@ -1,0 +1,80 @@
+"""TFLite targets with litert-torch (batch 1: a dynamic batch converts but fails at run time):
+FP16 weights by casting, and full-integer INT8 (int8 weights and activations, int8 inputs and
+outputs) with ai-edge-quantizer calibrated on the job's real inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from ..quiet import native_stderr_silenced
+from .job import ExportJob
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """litert-torch and ai-edge-quantizer print native logs, progress bars and debugging warnings on
+    every run; keep the CLI's output to its own lines (failures still raise)."""
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), native_stderr_silenced():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
+def tflite_fp32(job: ExportJob, target: Path) -> Path:
+    """The model as TFLite FP32 (once per job; later calls copy it)."""
+    cached = job.work_dir / "fp32.tflite"
+    if not cached.exists():
+        with _quiet():
+            import litert_torch
+
+            litert_torch.convert(job.model, job.example).export(str(cached))
+    shutil.copyfile(cached, target)
+    return target
+
+
+def tflite_fp16(job: ExportJob, target: Path) -> Path:
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    source = tflite_fp32(job, job.work_dir / "fp16-source.tflite")
+    recipe = quantizer.Quantizer(str(source))
+    recipe.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                  algorithm_key=AlgorithmName.FLOAT_CASTING)
+    with _quiet():
+        recipe.quantize(enable_progress_report=False).export_model(str(target), overwrite=True)
+    return target
+
+
+def tflite_int8(job: ExportJob, target: Path) -> Path:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    source = tflite_fp32(job, job.work_dir / "int8-source.tflite")
+    signatures = Interpreter(model_path=str(source)).get_signature_list()
+    key = next(iter(signatures))
+    names = signatures[key]["inputs"]
+    count = len(next(iter(job.calibration.values())))
+    samples = [{name: job.calibration[original][i:i + 1] for name, original in zip(names, job.input_names)}
+               for i in range(count)]
+    quantiser = quantizer.Quantizer(str(source), recipe.static_wi8_ai8())
+    with _quiet():
+        calibration = quantiser.calibrate({key: samples})
+        quantiser.quantize(calibration, enable_progress_report=False).export_model(str(target), overwrite=True)
+    return target
