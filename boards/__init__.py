@@ -1,1 +1,5 @@
-"""Board profiles (one data file per device) live in this folder."""
+"""Board profiles (one TOML data file per device) live in this folder; runtime/profiles.py reads them."""
+
+from pathlib import Path
+
+BOARDS_DIR = Path(__file__).resolve().parent

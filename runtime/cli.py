@@ -23,6 +23,7 @@ from .generator import RenderOptions
 from .models import model_path
 from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
+from .profiles import available_providers, choose_generator, detect, profiles, resolve
 
 stderr = Console(stderr=True)
 TABLE_WIDTH = 170
@@ -78,11 +79,17 @@ def _run(face: Path, audio: Path, output: Path, options: RunOptions, quiet: bool
     return report
 
 
+DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise this machine."
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-retalk")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
-def cli(verbose: bool) -> None:
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
     """Offline audio-driven lip sync for kiosk and robot avatars."""
+    ctx.obj = {"device": device}
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -90,7 +97,11 @@ def cli(verbose: bool) -> None:
 @click.option("--face", required=True, type=InputFile, help="Face video (mp4, mov, mkv, mpg) or photo (png, jpg).")
 @click.option("--audio", required=True, type=InputFile, help="Speech: wav, flac, mp3, m4a, or a video's audio track.")
 @click.option("-o", "--output", required=True, type=OutputFile, help="Output .mp4 (written atomically).")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Threads for the face models.")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Threads for the models [default: the "
+              "device profile's, else 1].")
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"), show_default=True,
+              help="Folder of exported generators that a device profile may pick from.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]),
               default="veryfast", show_default=True, help="H.264 speed/size trade-off.")
@@ -103,11 +114,25 @@ def cli(verbose: bool) -> None:
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
 @click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def run(face: Path, audio: Path, output: Path, threads: int, crf: int, preset: str, amplitude: float,
-        photo_fps: float, generator: Path | None, no_label: bool, watermark: bool, quiet: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int | None, device: str | None,
+        models: Path, crf: int, preset: str, amplitude: float, photo_fps: float, generator: Path | None,
+        no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
-    options = RunOptions(threads=threads, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
-                         label=not no_label, watermark=watermark, generator=generator,
+    provider = None
+    device = device or (ctx.obj or {}).get("device")
+    if device is not None:
+        profile, reason = resolve(device)
+        click.echo(f"device: {profile.name} ({reason})", err=True)
+        threads = threads or profile.threads
+        if generator is None:
+            choice = choose_generator(profile, models)
+            for note in choice.notes:
+                click.echo(note, err=True)
+            generator, provider = choice.artefact, choice.provider
+        click.echo(f"generator: {generator or 'default (built-in)'}" + (f" on {provider}" if provider else ""), err=True)
+    options = RunOptions(threads=threads or 1, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
+                         label=not no_label, watermark=watermark, generator=generator, provider=provider,
                          photo_fps=Fraction(photo_fps).limit_denominator(1001))
     _run(face, audio, output, options, quiet)
 
@@ -134,6 +159,28 @@ def export(arch: str, checkpoint: Path, targets: str, calib: Path, output_dir: P
         click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, {row.psnr_db:.1f} dB vs PyTorch, "
                    f"{row.latency_ms_batch1:.1f} ms at batch 1)")
     click.echo(f"report: {output_dir / 'report.md'}")
+
+
+@cli.command()
+def devices() -> None:
+    """List the board profiles and what this machine can run."""
+    have = available_providers()
+    try:
+        picked, reason = detect()
+    except EdgeRetalkError:
+        picked, reason = None, "no profile fits"
+    table = Table(title=f"board profiles (installed here: {', '.join(sorted(have)) or 'none'})")
+    for column in ("profile", "aliases", "generators, in order", "accelerators, in order", "runs here", "targets"):
+        table.add_column(column)
+    for profile in profiles().values():
+        runnable = [p for p in profile.providers if p in have]
+        mark = " (auto)" if picked is not None and profile.name == picked.name else ""
+        table.add_row(profile.name + mark, ", ".join(profile.aliases), ", ".join(profile.generators),
+                      ", ".join(f"{p}{'' if p in have else ' (missing)'}" for p in profile.providers),
+                      ", ".join(runnable) if runnable else "default generator only",
+                      f"{profile.target_fps:g} fps, {profile.target_latency_ms:g} ms")
+    Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(table)
+    click.echo(f"auto picks: {picked.name if picked else 'none'} ({reason})")
 
 
 @cli.command()

@@ -34,6 +34,7 @@ class RunOptions:
     label: bool = True
     watermark: bool = False
     generator: Path | None = None
+    provider: str | None = None
     photo_fps: Fraction = PHOTO_FPS
 
 
@@ -79,7 +80,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     samples = load_audio(audio)
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
-    generator = (NeuralGenerator(options.generator, options.threads) if options.generator is not None
+    generator = (NeuralGenerator(options.generator, options.threads, options.provider)
+                 if options.generator is not None
                  else DefaultGenerator(options=options.render))
     generator.prepare(samples, fps, n_frames)
     metadata = synthetic_metadata(generator.name) if options.label else None

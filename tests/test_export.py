@@ -133,6 +133,11 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
                          "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
         assert result.returncode == 0, result.stderr
         assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip {target}"
+    result = run_cli("--device", "jetson", "run", "--face", data / "portraits" / "photo_einstein.png", "--audio",
+                     data / "speech" / "unitychan_univ0003.wav", "--models", out_dir, "-o", tmp_path / "jetson.mp4")
+    assert result.returncode == 0, result.stderr
+    assert "onnx:fp16: onnxruntime:tensorrt, onnxruntime:cuda not available here; using onnxruntime:cpu" in result.stderr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
     with open(out_dir / "wav2lip.int8.bin", "ab") as handle:
         handle.write(b"tampered")
     with pytest.raises(EdgeRetalkError, match="does not match its manifest"):

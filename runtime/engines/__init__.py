@@ -7,14 +7,21 @@ from pathlib import Path
 from ..errors import EdgeRetalkError
 
 
-def open_engine(model: Path, threads: int = 1):
-    """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT)."""
+ORT_PROVIDERS = {"onnxruntime:tensorrt": "TensorrtExecutionProvider", "onnxruntime:cuda": "CUDAExecutionProvider",
+                 "onnxruntime:openvino": "OpenVINOExecutionProvider", "onnxruntime:cpu": "CPUExecutionProvider"}
+
+
+def open_engine(model: Path, threads: int = 1, provider: str | None = None):
+    """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT),
+    on `provider` ("onnxruntime:cuda", "openvino:gpu", ...) or the CPU."""
     if model.suffix == ".onnx":
         from .onnxruntime import OnnxRuntimeEngine
-        return OnnxRuntimeEngine(model, threads)
+        chosen = (ORT_PROVIDERS[provider],) if provider in ORT_PROVIDERS else ()
+        return OnnxRuntimeEngine(model, threads, tuple(dict.fromkeys(chosen + ("CPUExecutionProvider",))))
     if model.suffix == ".xml":
         from .openvino import OpenVINOEngine
-        return OpenVINOEngine(model, threads)
+        device = provider.split(":")[1].upper() if provider and provider.startswith("openvino:") else "CPU"
+        return OpenVINOEngine(model, threads, device)
     if model.suffix == ".tflite":
         from .litert import LiteRTEngine
         return LiteRTEngine(model, threads)

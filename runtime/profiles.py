@@ -1,0 +1,176 @@
+"""Board profiles: one TOML file per device in boards/, validated against `BoardProfile`.
+
+A profile picks the generator (an exported artefact, in order of preference, or the built-in
+one), the engine and accelerator ("onnxruntime:tensorrt", "openvino:gpu", ...) in order of
+preference, threads, batch, tracking interval and the targets `bench` compares against.
+Nothing falls back silently: every step down the profile's order is said in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import sys
+from dataclasses import MISSING, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+from .boards import BOARDS_DIR
+from .errors import EdgeRetalkError
+from .export.formats import FORMATS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+PROVIDERS = ("onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino", "onnxruntime:cpu",
+             "openvino:gpu", "openvino:cpu", "litert:xnnpack")
+ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+DEFAULT_GENERATOR = "default"
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    name: str
+    description: str
+    aliases: tuple[str, ...]
+    generators: tuple[str, ...]
+    providers: tuple[str, ...]
+    threads: int
+    batch: int
+    face_size: int
+    tracking_interval: int
+    target_fps: float
+    target_latency_ms: float
+    why: str
+    detect_device_tree: tuple[str, ...] = ()
+    detect_cpu_model: tuple[str, ...] = ()
+    detect_arch: tuple[str, ...] = ()
+    tensorrt_fp16: bool = False
+    tensorrt_engine_cache: str = ""
+
+
+def load_profile(path: Path) -> BoardProfile:
+    """Read and validate one profile file; every problem is named."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EdgeRetalkError(f"{path}: not a readable profile ({exc})") from None
+    known = {f.name: f for f in fields(BoardProfile) if f.name != "name"}
+    problems = [f"unknown field {key!r}" for key in raw if key not in known]
+    required = [f.name for f in known.values() if f.default is MISSING and f.name not in raw]
+    problems += [f"missing field {key!r}" for key in required]
+    for key, value in raw.items():
+        if key in known:
+            expected = known[key].type
+            ok = {"str": isinstance(value, str), "int": isinstance(value, int) and value > 0,
+                  "float": isinstance(value, (int, float)) and value > 0, "bool": isinstance(value, bool),
+                  "tuple[str, ...]": isinstance(value, list) and all(isinstance(v, str) for v in value)}[expected]
+            if not ok:
+                problems.append(f"{key!r} should be {expected}")
+    problems += [f"unknown generator {g!r}" for g in raw.get("generators", [])
+                 if g != DEFAULT_GENERATOR and g not in FORMATS]
+    problems += [f"unknown provider {p!r}" for p in raw.get("providers", []) if p not in PROVIDERS]
+    if problems:
+        raise EdgeRetalkError(f"{path}: invalid profile: {'; '.join(problems)}")
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
+    return BoardProfile(name=path.stem, **values)
+
+
+@lru_cache(maxsize=1)
+def profiles() -> dict[str, BoardProfile]:
+    """Every shipped profile, by name."""
+    return {p.name: p for p in (load_profile(f) for f in sorted(BOARDS_DIR.glob("*.toml")))}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace").replace("\x00", "")
+    except OSError:
+        return ""
+
+
+def detect() -> tuple[BoardProfile, str]:
+    """The profile for this machine and why: device tree, Jetson release file, CPU model, architecture."""
+    device_tree = _read("/proc/device-tree/model")
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), "")
+    arch = platform.machine()
+    for profile in profiles().values():
+        hit = next((t for t in profile.detect_device_tree if t in device_tree), None)
+        if hit:
+            return profile, f"device tree says {device_tree.strip()!r}"
+    if Path("/etc/nv_tegra_release").exists():
+        return profiles()["jetson-nano"], "/etc/nv_tegra_release exists and the device tree names no newer Jetson"
+    for profile in profiles().values():
+        hit = next((t for t in profile.detect_cpu_model if t in cpu), None)
+        if hit:
+            return profile, f"CPU is {cpu!r}"
+    for profile in profiles().values():
+        if arch in profile.detect_arch:
+            return profile, f"no known board found (device tree {device_tree.strip() or 'absent'}, CPU {cpu!r}); architecture {arch}"
+    raise EdgeRetalkError(f"no profile fits this machine ({arch}); choose one with --device: {', '.join(profiles())}")
+
+
+def resolve(name: str) -> tuple[BoardProfile, str]:
+    """A profile by name, alias or 'auto'; the reason says how it was chosen."""
+    if name == "auto":
+        profile, reason = detect()
+        return profile, f"auto: {reason}"
+    for profile in profiles().values():
+        if name == profile.name or name in profile.aliases:
+            return profile, "chosen by name"
+    raise EdgeRetalkError(f"unknown device {name!r}; known: {', '.join(profiles())} (or auto)")
+
+
+def available_providers() -> set[str]:
+    """Which engine:accelerator pairs this machine can run (installed packages and devices)."""
+    found = set()
+    try:
+        import onnxruntime
+        names = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
+                 "OpenVINOExecutionProvider": "openvino", "CPUExecutionProvider": "cpu"}
+        found |= {f"onnxruntime:{names[p]}" for p in onnxruntime.get_available_providers() if p in names}
+    except ImportError:
+        pass
+    try:
+        import openvino
+        found |= {f"openvino:{d.split('.')[0].lower()}" for d in openvino.Core().available_devices}
+    except ImportError:
+        pass
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        found.add("litert:xnnpack")
+    return found & set(PROVIDERS)
+
+
+@dataclass(frozen=True)
+class GeneratorChoice:
+    """What a profile chose: an artefact and the accelerator to run it on, or the built-in generator."""
+
+    artefact: Path | None
+    provider: str | None
+    notes: tuple[str, ...]
+
+
+def choose_generator(profile: BoardProfile, models_dir: Path | None) -> GeneratorChoice:
+    """Walk the profile's generator and provider preferences; each step down is one note."""
+    notes = []
+    have = available_providers()
+    for key in profile.generators:
+        if key == DEFAULT_GENERATOR:
+            return GeneratorChoice(None, None, tuple(notes))
+        spec = FORMATS[key]
+        path = (models_dir or Path("exported")) / f"wav2lip.{spec.precision}{spec.suffix}"
+        if not path.is_file():
+            notes.append(f"{key}: {path} not found; trying the next generator")
+            continue
+        wanted = [p for p in profile.providers if p.startswith(ENGINE_OF_FORMAT[spec.format] + ":")]
+        usable = [p for p in wanted if p in have]
+        if not usable:
+            notes.append(f"{key}: none of {', '.join(wanted) or 'its engines'} is installed; trying the next generator")
+            continue
+        if usable[0] != wanted[0]:
+            notes.append(f"{key}: {', '.join(wanted[:wanted.index(usable[0])])} not available here; using {usable[0]}")
+        return GeneratorChoice(path, usable[0], tuple(notes))
+    raise EdgeRetalkError(f"profile {profile.name}: none of its generators is usable here ({'; '.join(notes)})")

@@ -1,0 +1,81 @@
+"""Board profiles: every shipped file validates, --device works in both places, auto says why."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from conftest import run_cli
+from edge_retalk.errors import EdgeRetalkError
+from edge_retalk.export.formats import FORMATS
+from edge_retalk.profiles import PROVIDERS, choose_generator, load_profile, profiles, resolve
+
+BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "jetson-nano", "intel-nuc", "intel-n100", "rpi5", "rk3588",
+          "generic-x86-64", "generic-arm64"}
+
+
+def test_every_profile_validates():
+    found = profiles()
+    assert set(found) == BOARDS
+    for profile in found.values():
+        assert set(profile.generators) <= set(FORMATS) | {"default"}
+        assert profile.providers and set(profile.providers) <= set(PROVIDERS)
+        assert profile.threads >= 1 and profile.batch >= 1 and profile.target_fps > 0 and profile.why
+
+
+def test_invalid_profile_is_refused_with_every_problem_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('description = "x"\ncolour = "red"\ngenerators = ["onnx:fp8"]\nproviders = ["cuda"]\nthreads = 0\n')
+    with pytest.raises(EdgeRetalkError) as error:
+        load_profile(bad)
+    message = str(error.value)
+    for problem in ("unknown field 'colour'", "missing field 'batch'", "'threads' should be int",
+                    "unknown generator 'onnx:fp8'", "unknown provider 'cuda'"):
+        assert problem in message
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the reference machine is x86-64")
+def test_auto_picks_generic_x86_64_here_and_says_why():
+    profile, reason = resolve("auto")
+    assert profile.name == "generic-x86-64"
+    assert reason.startswith("auto: ") and "x86_64" in reason
+
+
+def test_aliases_resolve():
+    assert resolve("jetson")[0].name == "jetson-orin-nano"
+    assert resolve("pi5")[0].name == "rpi5"
+
+
+def test_unknown_device_lists_the_known_ones(data, tmp_path):
+    result = run_cli("run", "--device", "toaster", "--face", data / "portraits" / "photo_einstein.png",
+                     "--audio", data / "speech" / "unitychan_univ0003.wav", "-o", tmp_path / "o.mp4")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown device 'toaster'" in lines[0] and "jetson-orin-nano" in lines[0]
+
+
+@pytest.mark.parametrize("where", ["group", "command"])
+def test_device_option_in_both_places_falls_back_to_the_default_generator(data, tmp_path, where):
+    run_args = ["run", "--face", data / "portraits" / "photo_einstein.png", "--audio",
+                data / "speech" / "unitychan_univ0003.wav", "--models", tmp_path / "none", "-o", tmp_path / "o.mp4", "-q"]
+    args = ["--device", "rpi5", *run_args] if where == "group" else [*run_args, "--device", "rpi5"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "device: rpi5 (chosen by name)" in result.stderr
+    assert "tflite:int8:" in result.stderr and "not found; trying the next generator" in result.stderr
+    assert "generator: default (built-in)" in result.stderr
+
+
+def test_choice_walks_the_generators_in_order(tmp_path):
+    profile = profiles()["jetson-nano"]
+    choice = choose_generator(profile, tmp_path)
+    assert choice.artefact is None and len(choice.notes) == 1
+
+
+def test_devices_lists_profiles_and_what_runs_here():
+    result = run_cli("devices")
+    assert result.returncode == 0, result.stderr
+    for name in BOARDS:
+        assert name in result.stdout
+    assert "auto picks:" in result.stdout
