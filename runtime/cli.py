@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +24,9 @@ from .generator import RenderOptions
 from .models import model_path
 from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
-from .profiles import available_providers, choose_generator, detect, profiles, resolve
+from .bench import make_workload, run_case_isolated, save
+from .profiles import ENGINE_OF_FORMAT, PROVIDERS, available_providers, choose_generator, detect, profiles, resolve
+from .timing import STAGES
 
 stderr = Console(stderr=True)
 TABLE_WIDTH = 170
@@ -159,6 +162,59 @@ def export(arch: str, checkpoint: Path, targets: str, calib: Path, output_dir: P
         click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, {row.psnr_db:.1f} dB vs PyTorch, "
                    f"{row.latency_ms_batch1:.1f} ms at batch 1)")
     click.echo(f"report: {output_dir / 'report.md'}")
+
+
+@cli.command()
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.option("--generator", type=InputFile, help="Bench this exported generator instead of the profile's choice.")
+@click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"), show_default=True)
+@click.option("--compare", is_flag=True, help="Bench the built-in generator and every exported one that runs here.")
+@click.option("--save", "save_result", is_flag=True, help="Also store the result as boards/results/PROFILE.json.")
+@click.option("-o", "--output", type=OutputFile, default=Path("bench.json"), show_default=True)
+@click.pass_context
+def bench(ctx: click.Context, device: str | None, generator: Path | None, models: Path, compare: bool,
+          save_result: bool, output: Path) -> None:
+    """Measure this machine on a fixed workload (bundled inputs) against a board profile's targets."""
+    profile, reason = resolve(device or (ctx.obj or {}).get("device") or "auto")
+    click.echo(f"device: {profile.name} ({reason})", err=True)
+    cases: list[tuple[Path | None, str | None]] = []
+    if compare:
+        have = available_providers()
+        cases.append((None, None))
+        for spec in EXPORT_FORMATS.values():
+            artefact = models / f"wav2lip.{spec.precision}{spec.suffix}"
+            engine = ENGINE_OF_FORMAT[spec.format]
+            usable = [p for p in PROVIDERS if p.startswith(engine + ":") and p in have]
+            if artefact.is_file() and usable:
+                preferred = [p for p in profile.providers if p in usable]
+                cases.append((artefact, (preferred or usable)[0]))
+    elif generator is not None:
+        cases.append((generator, None))
+    else:
+        choice = choose_generator(profile, models)
+        for note in choice.notes:
+            click.echo(note, err=True)
+        cases.append((choice.artefact, choice.provider))
+    with tempfile.TemporaryDirectory(prefix="edge-retalk-bench-") as tmp:
+        face, audio = make_workload(Path(tmp))
+        results = []
+        for artefact, provider in cases:
+            click.echo(f"benching {artefact or 'default'}" + (f" on {provider}" if provider else ""), err=True)
+            results.append(run_case_isolated(face, audio, Path(tmp) / "out.mp4", artefact, provider, profile.threads))
+    table = Table(title=f"edge-retalk bench on {profile.name}: target {profile.target_fps:g} fps, "
+                        f"{profile.target_latency_ms:g} ms; median (p95) ms per frame")
+    for column in ("generator", "fps", "meets fps target", "first frame s", "peak MB", *STAGES):
+        table.add_column(column, justify="right")
+    for r in results:
+        cells = [f"{r.stages[s]['median_ms']:.2f} ({r.stages[s]['p95_ms']:.2f})" if s in r.stages else "-"
+                 for s in STAGES]
+        table.add_row(r.generator, f"{r.fps:.0f}", "yes" if r.fps >= profile.target_fps else "no",
+                      f"{r.first_frame_s:.2f}", f"{r.peak_mb:.0f}", *cells)
+    Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(table)
+    written = save(results, profile.name, output)
+    click.echo(f"wrote {written}", err=True)
+    if save_result:
+        click.echo(f"saved {save(results, profile.name, Path('boards') / 'results' / f'{profile.name}.json')}", err=True)
 
 
 @cli.command()

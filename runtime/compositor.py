@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .timing import stage
 from .landmarks import CHIN, FACE_OVAL, MOUTH_CORNERS, NOSE_BASE, face_height
 
 MOUTH_REGION_WIDTH = 0.85
@@ -66,6 +67,11 @@ def mouth_region(points: np.ndarray, frame_shape: tuple[int, ...]) -> Region | N
 
 def paste(frame: np.ndarray, patch: np.ndarray, region: Region) -> np.ndarray:
     """Blend `patch` (the region's box, BGR float or uint8) into a copy of `frame` through its alpha."""
+    with stage("blend"):
+        return _paste(frame, patch, region)
+
+
+def _paste(frame: np.ndarray, patch: np.ndarray, region: Region) -> np.ndarray:
     x0, y0, x1, y1 = region.box
     out = frame.copy()
     alpha = region.alpha[..., None]

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import EdgeRetalkError
 from .quiet import native_stderr_silenced
+from .timing import stage
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,15 @@ def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        frames = container.decode(stream)
         try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="bgr24")
+            while True:
+                with stage("decode"):
+                    frame = next(frames, None)
+                    image = None if frame is None else frame.to_ndarray(format="bgr24")
+                if image is None:
+                    return
+                yield image
         except av.error.FFmpegError as exc:
             log.warning("%s: decoding stopped early (%s)", path, exc)
 
@@ -222,7 +229,7 @@ class VideoWriter:
         """Encode one BGR frame, and the audio up to its end time."""
         frame = av.VideoFrame.from_ndarray(
             np.ascontiguousarray(frame_bgr[: self.height, : self.width]), format="bgr24")
-        with self._write_errors():
+        with self._write_errors(), stage("encode"):
             self._container.mux(self._video.encode(frame))
             self._frames += 1
             self._write_audio_until(self._frames / self._fps)

@@ -17,6 +17,7 @@ from .neural_generator import NeuralGenerator
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, read_ahead
+from .timing import stage
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     generator = (NeuralGenerator(options.generator, options.threads, options.provider)
                  if options.generator is not None
                  else DefaultGenerator(options=options.render))
-    generator.prepare(samples, fps, n_frames)
+    with stage("audio"):
+        generator.prepare(samples, fps, n_frames)
     metadata = synthetic_metadata(generator.name) if options.label else None
     without_face = 0
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
@@ -92,7 +94,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
         try:
             for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads))):
                 without_face += points is None
-                result = generator.generate(frame, points, index)
+                with stage("generate"):
+                    result = generator.generate(frame, points, index)
                 encoder.put(draw_watermark(result.copy() if result is frame else result) if options.watermark
                             else result)
                 if on_progress is not None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import EdgeRetalkError
 from .media import FaceInfo, iter_video_frames, read_image
+from .timing import stage
 from .tracker import FaceTracker
 
 TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]
@@ -88,7 +89,8 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
         for frame in iter_video_frames(info.path):
             if produced == n_frames:
                 return
-            points = tracker(frame)
+            with stage("track"):
+                points = tracker(frame)
             if needs_replay:
                 cache = cache or FrameCache(frame.shape)
                 cache.append(frame, points)

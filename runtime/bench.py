@@ -1,0 +1,97 @@
+"""`edge-retalk bench`: a fixed workload on bundled inputs, timed per stage, against a board profile.
+
+The workload is a 10 s 512x512 video made from the bundled portrait (a gentle head sway, so
+decoding and tracking do real work) with the bundled speech. Each case runs in a fresh process,
+so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import timing
+from .errors import EdgeRetalkError
+from .media import VideoWriter, read_image
+from .models import model_path
+from .pipeline import RunOptions, lipsync
+
+WORKLOAD_SECONDS = 10
+WORKLOAD_FPS = 25
+
+
+def make_workload(folder: Path) -> tuple[Path, Path]:
+    """The bench's face video (made from the bundled portrait) and speech (bundled)."""
+    portrait = read_image(model_path("demo_portrait.png"))
+    height, width = portrait.shape[:2]
+    face = folder / "bench_face.mp4"
+    with VideoWriter(face, width, height, Fraction(WORKLOAD_FPS), None, crf=18) as writer:
+        for index in range(WORKLOAD_SECONDS * WORKLOAD_FPS):
+            phase = 2 * np.pi * index / (4 * WORKLOAD_FPS)
+            matrix = cv2.getRotationMatrix2D((width / 2, height / 3), 2.0 * np.sin(phase), 1.0)
+            matrix[:, 2] += (4 * np.sin(phase / 2), 2 * np.cos(phase))
+            writer.write(cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REFLECT))
+    return face, model_path("demo_speech.wav")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    generator: str
+    frames: int
+    fps: float
+    first_frame_s: float
+    peak_mb: float
+    stages: dict[str, dict[str, float]]
+
+
+def run_case(face: Path, audio: Path, output: Path, generator: Path | None, provider: str | None,
+             threads: int) -> CaseResult:
+    """One timed run (call in a fresh process for a clean peak-memory figure)."""
+    started = time.perf_counter()
+    first: list[float] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not first:
+            first.append(time.perf_counter() - started)
+
+    timing.enable()
+    report = lipsync(face, audio, output, RunOptions(threads=threads, generator=generator, provider=provider),
+                     on_progress)
+    samples = timing.collected()
+    stages = {name: {"median_ms": float(np.median(samples[name])), "p95_ms": float(np.percentile(samples[name], 95)),
+                     "calls": len(samples[name])} for name in timing.STAGES if samples.get(name)}
+    peak = int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    label = "default" if generator is None else f"{generator.name}" + (f" on {provider}" if provider else "")
+    return CaseResult(label, report.frames, report.fps, first[0] if first else float("nan"), peak, stages)
+
+
+def run_case_isolated(face: Path, audio: Path, output: Path, generator: Path | None, provider: str | None,
+                      threads: int) -> CaseResult:
+    """`run_case` in a child process."""
+    code = ("import json, sys; from dataclasses import asdict; from pathlib import Path; "
+            "from edge_retalk.bench import run_case; "
+            "g = None if sys.argv[4] == '-' else Path(sys.argv[4]); p = None if sys.argv[5] == '-' else sys.argv[5]; "
+            "print(json.dumps(asdict(run_case(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), g, p, "
+            "int(sys.argv[6])))))")
+    result = subprocess.run([sys.executable, "-c", code, str(face), str(audio), str(output),
+                             str(generator) if generator else "-", provider or "-", str(threads)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgeRetalkError(f"bench case {generator or 'default'} failed: {last}")
+    return CaseResult(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def save(results: list[CaseResult], profile: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"profile": profile, "cases": [asdict(r) for r in results]}, indent=2))
+    return path

@@ -1,0 +1,45 @@
+"""Per-stage timing for `edge-retalk bench`: off (and free) unless a bench switches it on."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict
+from typing import Iterator
+
+STAGES = ("decode", "track", "audio", "generate", "blend", "encode")
+
+_lock = threading.Lock()
+_samples: dict[str, list[float]] | None = None
+
+
+def enable() -> None:
+    """Start collecting (clears earlier samples)."""
+    global _samples
+    with _lock:
+        _samples = defaultdict(list)
+
+
+def collected() -> dict[str, list[float]]:
+    """Milliseconds per call, by stage, since `enable()`; stops collecting."""
+    global _samples
+    with _lock:
+        samples, _samples = dict(_samples or {}), None
+    return samples
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time the enclosed block under `name` when collecting; otherwise do nothing."""
+    if _samples is None:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = (time.perf_counter() - start) * 1000
+        with _lock:
+            if _samples is not None:
+                _samples[name].append(elapsed)
