@@ -17,6 +17,10 @@ class ExportFormat:
     converter: str
     min_psnr_db: float
 
+    def file_name(self, arch: str = "wav2lip") -> str:
+        """Where this target is written in an export folder, and where profiles look for it."""
+        return f"{arch}.{self.precision}{self.suffix}"
+
 
 FORMATS = {row.key: row for row in (
     ExportFormat("onnx:fp32", "onnx", "fp32", ".onnx", "onnx.onnx_fp32", 60.0),

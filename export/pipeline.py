@@ -86,7 +86,7 @@ def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: P
                     {"mel": mels[::2], "face": faces[::2]}, Path(scratch.name))
     for key in targets:
         spec = FORMATS[key]
-        target = out_dir / f"wav2lip.{spec.precision}{spec.suffix}"
+        target = out_dir / spec.file_name()
         converter(spec.converter)(job, target)
         engine = open_engine(target)
         mel_name, face_name = engine.input_names

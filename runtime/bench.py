@@ -8,7 +8,6 @@ so its peak memory is its own.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -69,7 +68,7 @@ def run_case(face: Path, audio: Path, output: Path, generator: Path | None, prov
     samples = timing.collected()
     stages = {name: {"median_ms": float(np.median(samples[name])), "p95_ms": float(np.percentile(samples[name], 95)),
                      "calls": len(samples[name])} for name in timing.STAGES if samples.get(name)}
-    peak = int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    peak = timing.peak_memory_mb()
     label = "default" if generator is None else f"{generator.name}" + (f" on {provider}" if provider else "")
     return CaseResult(label, report.frames, report.fps, first[0] if first else float("nan"), peak, stages)
 

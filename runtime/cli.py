@@ -25,7 +25,7 @@ from .models import model_path
 from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
 from .bench import make_workload, run_case_isolated, save
-from .profiles import ENGINE_OF_FORMAT, PROVIDERS, available_providers, choose_generator, detect, profiles, resolve
+from .profiles import available_providers, choose_generator, compare_candidates, detect, profiles, resolve
 from .timing import STAGES
 
 stderr = Console(stderr=True)
@@ -179,15 +179,7 @@ def bench(ctx: click.Context, device: str | None, generator: Path | None, models
     click.echo(f"device: {profile.name} ({reason})", err=True)
     cases: list[tuple[Path | None, str | None]] = []
     if compare:
-        have = available_providers()
-        cases.append((None, None))
-        for spec in EXPORT_FORMATS.values():
-            artefact = models / f"wav2lip.{spec.precision}{spec.suffix}"
-            engine = ENGINE_OF_FORMAT[spec.format]
-            usable = [p for p in PROVIDERS if p.startswith(engine + ":") and p in have]
-            if artefact.is_file() and usable:
-                preferred = [p for p in profile.providers if p in usable]
-                cases.append((artefact, (preferred or usable)[0]))
+        cases = [(None, None), *compare_candidates(profile, models)]
     elif generator is not None:
         cases.append((generator, None))
     else:

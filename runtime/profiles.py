@@ -144,6 +144,20 @@ def available_providers() -> set[str]:
     return found & set(PROVIDERS)
 
 
+def compare_candidates(profile: BoardProfile, models_dir: Path) -> list[tuple[Path, str]]:
+    """Every exported generator in `models_dir` that can run here, each on the accelerator the
+    profile prefers among those installed for its engine."""
+    have = available_providers()
+    found = []
+    for spec in FORMATS.values():
+        artefact = models_dir / spec.file_name()
+        usable = [p for p in PROVIDERS if p.startswith(ENGINE_OF_FORMAT[spec.format] + ":") and p in have]
+        if artefact.is_file() and usable:
+            preferred = [p for p in profile.providers if p in usable]
+            found.append((artefact, (preferred or usable)[0]))
+    return found
+
+
 @dataclass(frozen=True)
 class GeneratorChoice:
     """What a profile chose: an artefact and the accelerator to run it on, or the built-in generator."""
@@ -161,7 +175,7 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None) -> Generato
         if key == DEFAULT_GENERATOR:
             return GeneratorChoice(None, None, tuple(notes))
         spec = FORMATS[key]
-        path = (models_dir or Path("exported")) / f"wav2lip.{spec.precision}{spec.suffix}"
+        path = (models_dir or Path("exported")) / spec.file_name()
         if not path.is_file():
             notes.append(f"{key}: {path} not found; trying the next generator")
             continue

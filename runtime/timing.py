@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Iterator
 
 STAGES = ("decode", "track", "audio", "generate", "blend", "encode")
@@ -43,3 +45,9 @@ def stage(name: str) -> Iterator[None]:
         with _lock:
             if _samples is not None:
                 _samples[name].append(elapsed)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (VmHWM), which, unlike ru_maxrss, is not inherited
+    from the parent that forked it."""
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
