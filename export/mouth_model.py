@@ -3,7 +3,7 @@
     python -m edge_retalk.export.mouth_model --clips ../shared/data/clips -o models/mouth_model.npz
 
 Each clip gives, per video frame, the mouth opening measured by the face mesh (z-scored per
-clip: audio says when the mouth moves, the face says how far) and the centred mel window.
+clip: audio says when the mouth moves, the face says how far) and the mel window around the frame.
 A ridge regressor is fitted; its quality is reported with leave-one-speaker-out
 cross-validation, because figures on the training speakers flatter.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from ..audio import log_mel
 from ..landmarks import mouth_opening
 from ..media import iter_video_frames, load_audio, probe_face
-from ..mouth_model import MouthModel, mel_features, smooth_opening
+from ..mouth_model import CONTEXT_AFTER, CONTEXT_BEFORE, MouthModel, mean_spectrum, mel_features, smooth_opening
 from ..tracker import FaceTracker
 
 EXCLUDED = {
@@ -41,29 +41,35 @@ def clip_audio_path(clip: Path) -> Path:
     return own if own.exists() else clip
 
 
-def measure_clip(clip: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Mel features, per-clip z-scored mouth opening and the raw opening, for frames with a face."""
+def measure_clip(clip: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mel features, per-clip z-scored mouth opening, the raw opening (for frames with a face)
+    and the clip's mean spectrum."""
     info = probe_face(clip)
     tracker = FaceTracker(float(info.fps), smooth=False)
     openings = [np.nan if (p := tracker(f)) is None else float(mouth_opening(p)) for f in iter_video_frames(clip)]
     openings = np.asarray(openings)
     samples = load_audio(clip_audio_path(clip))
-    features = mel_features(log_mel(samples), float(info.fps), openings.size)
+    mel = log_mel(samples)
+    features = mel_features(mel, float(info.fps), openings.size)
     valid = np.isfinite(openings)
     if valid.sum() < 20:
         return None
     target = (openings - np.nanmean(openings)) / max(np.nanstd(openings), 1e-6)
-    return features[valid], target[valid], openings[valid]
+    return features[valid], target[valid], openings[valid], mean_spectrum(mel)
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, openings: np.ndarray | None = None) -> MouthModel:
-    """Ridge fit on standardised features; `openings` (raw, face heights) sets the typical scale."""
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, openings: np.ndarray | None = None,
+              spectrum: np.ndarray | None = None) -> MouthModel:
+    """Ridge fit on standardised features; `openings` (raw, face heights) sets the typical scale,
+    `spectrum` the typical mean spectrum."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mean) / scale
     weights = np.linalg.solve(xs.T @ xs + alpha * len(xs) * np.eye(xs.shape[1]), xs.T @ (y - y.mean()))
     raw = openings if openings is not None else np.zeros(1)
     return MouthModel(mean.astype(np.float32), scale.astype(np.float32), weights.astype(np.float32),
-                      float(y.mean()), float(np.mean(raw)), float(np.std(raw)), float(np.std(xs @ weights)))
+                      float(y.mean()), float(np.mean(raw)), float(np.std(raw)), float(np.std(xs @ weights)),
+                      (spectrum if spectrum is not None else np.zeros((x.shape[1] // (CONTEXT_BEFORE + CONTEXT_AFTER), 1)))
+                      .astype(np.float32))
 
 
 def cross_validate(data: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float) -> dict[str, float]:
@@ -73,7 +79,7 @@ def cross_validate(data: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float)
     for held in speakers:
         train = [v for n, v in data.items() if speaker_of(n) != held]
         model = fit_ridge(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), alpha)
-        for name, (x, y, _) in data.items():
+        for name, (x, y, _, _) in data.items():
             if speaker_of(name) == held:
                 result[name] = float(np.corrcoef(smooth_opening(model.predict(x)), y)[0, 1])
     return result
@@ -98,7 +104,7 @@ def main(clips: Path, output: Path, alpha: tuple[float, ...]) -> None:
         click.echo(f"alpha {a}: held-out-speaker median r = {np.median(list(per_clip.values())):.3f}")
     best = max(scores, key=lambda a: np.median(list(scores[a].values())))
     x, y, openings = (np.concatenate([d[i] for d in data.values()]) for i in range(3))
-    model = fit_ridge(x, y, best, openings)
+    model = fit_ridge(x, y, best, openings, np.mean([d[3] for d in data.values()], axis=0))
     model.save(output)
     click.echo(f"saved {output} (alpha {best})")
 

@@ -199,13 +199,18 @@ class DefaultGenerator:
         self.renderer = MouthRenderer(options)
         self._openings = np.zeros(0)
 
+    def target_opening(self, z: np.ndarray, silent: np.ndarray) -> np.ndarray:
+        """Unsmoothed opening in face heights for the model's z-scores: a typical speaker's range
+        times the amplitude option, closed where the audio is silent."""
+        amplitude = self.renderer.options.amplitude
+        opening = self.model.opening_mean + amplitude * self.model.opening_std * z / max(self.model.prediction_std, 1e-6)
+        return np.clip(np.where(silent, 0.0, opening), 0.0, None)
+
     def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
         """Compute the target opening (face heights) for every output frame; returns it."""
-        z = predict_opening_z(self.model, samples, fps, n_frames) / max(self.model.prediction_std, 1e-6)
-        amplitude = self.renderer.options.amplitude
-        opening = self.model.opening_mean + amplitude * self.model.opening_std * z
-        opening = np.where(silence_mask(samples, fps, n_frames), 0.0, opening)
-        self._openings = np.clip(smooth_opening(np.clip(opening, 0, None)), 0.0, MAX_OPENING)
+        opening = self.target_opening(predict_opening_z(self.model, samples, fps, n_frames),
+                                      silence_mask(samples, fps, n_frames))
+        self._openings = np.clip(smooth_opening(opening), 0.0, MAX_OPENING)
         return self._openings
 
     def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
