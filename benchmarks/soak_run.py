@@ -9,7 +9,6 @@ completion, frame count and fps. Not a test: nothing is asserted.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 import wave
@@ -21,10 +20,7 @@ import numpy as np
 from edge_retalk.media import load_audio
 from edge_retalk.models import model_path
 from edge_retalk.pipeline import RunOptions, lipsync
-
-
-def resident_mb() -> float:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+from edge_retalk.timing import memory_mb
 
 
 @click.command()
@@ -43,7 +39,7 @@ def main(minutes: float, face: Path | None) -> None:
 
     def on_progress(done: int, total: int) -> None:
         if done % frames_per_mark == 0 or done == total:
-            marks.append((done, time.perf_counter() - started, resident_mb()))
+            marks.append((done, time.perf_counter() - started, memory_mb()))
 
     with tempfile.TemporaryDirectory() as tmp:
         audio = Path(tmp) / "long.wav"

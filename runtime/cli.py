@@ -24,6 +24,10 @@ from .generator import RenderOptions
 from .models import model_path
 from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
+from .audio_sources import list_audio_devices as audio_devices
+from .avatar import prepare_avatar
+from .live import LiveOptions
+from .live_session import LiveSetup, run_session
 from .bench import make_workload, run_case_isolated, save
 from .profiles import available_providers, choose_generator, compare_candidates, detect, profiles, resolve
 from .timing import STAGES
@@ -85,6 +89,25 @@ def _run(face: Path, audio: Path, output: Path, options: RunOptions, quiet: bool
 DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise this machine."
 
 
+def _device_choice(ctx: click.Context, device: str | None, threads: int | None, generator: Path | None,
+                   models: Path) -> tuple[int | None, Path | None, str | None]:
+    """Threads, generator and execution provider from the board profile named by --device (if any),
+    saying what was picked and why; explicit options win."""
+    provider = None
+    device = device or (ctx.obj or {}).get("device")
+    if device is not None:
+        profile, reason = resolve(device)
+        click.echo(f"device: {profile.name} ({reason})", err=True)
+        threads = threads or profile.threads
+        if generator is None:
+            choice = choose_generator(profile, models)
+            for note in choice.notes:
+                click.echo(note, err=True)
+            generator, provider = choice.artefact, choice.provider
+        click.echo(f"generator: {generator or 'default (built-in)'}" + (f" on {provider}" if provider else ""), err=True)
+    return threads, generator, provider
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-retalk")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
@@ -122,18 +145,7 @@ def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int 
         models: Path, crf: int, preset: str, amplitude: float, photo_fps: float, generator: Path | None,
         no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
-    provider = None
-    device = device or (ctx.obj or {}).get("device")
-    if device is not None:
-        profile, reason = resolve(device)
-        click.echo(f"device: {profile.name} ({reason})", err=True)
-        threads = threads or profile.threads
-        if generator is None:
-            choice = choose_generator(profile, models)
-            for note in choice.notes:
-                click.echo(note, err=True)
-            generator, provider = choice.artefact, choice.provider
-        click.echo(f"generator: {generator or 'default (built-in)'}" + (f" on {provider}" if provider else ""), err=True)
+    threads, generator, provider = _device_choice(ctx, device, threads, generator, models)
     options = RunOptions(threads=threads or 1, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
                          label=not no_label, watermark=watermark, generator=generator, provider=provider,
                          photo_fps=Fraction(photo_fps).limit_denominator(1001))
@@ -287,6 +299,87 @@ def evaluate(clips: tuple[Path, ...], protocol: str, generator: str, generated: 
     Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(summary_table(reports, protocol))
     path = write_report(reports, protocol, output_dir, generator)
     click.echo(f"report written to {path}", err=True)
+
+
+def _address(value: str) -> tuple[str, int]:
+    """HOST:PORT or PORT (on 127.0.0.1)."""
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EdgeRetalkError(f"--serve {value}: expected PORT or HOST:PORT, e.g. 127.0.0.1:8080")
+    return host or "127.0.0.1", int(port)
+
+
+@cli.command()
+@click.option("--face", required=True, type=InputFile, help="Avatar video (its idle loop) or photo.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New folder for the avatar bundle.")
+@click.option("--loop-seconds", type=click.FloatRange(0.1, 600.0), default=10.0, show_default=True,
+              help="Use at most this much of the video as the idle loop (it plays forward, then backward).")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def prepare(face: Path, output: Path, loop_seconds: float, threads: int, quiet: bool) -> None:
+    """Precompute everything about FACE that does not depend on speech, for `live`."""
+    progress = ProgressBar(not quiet)
+    try:
+        info = prepare_avatar(face, output, loop_seconds, threads, progress)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"avatar written to {output}: {info.frames} loop frames at {float(info.fps):g} fps, "
+                   f"{info.width}x{info.height}, a face in {info.frames_with_face}")
+
+
+@cli.command()
+@click.option("--avatar", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Avatar bundle made by `edge-retalk prepare`.")
+@click.option("--audio-source", default="mic", show_default=True,
+              help="mic, stdin, tcp://HOST:PORT (raw 16-bit mono PCM), or a speech file played in real time.")
+@click.option("--sample-rate", type=click.IntRange(4000, 192000), default=None,
+              help="Sample rate of raw PCM from stdin or TCP [default: 16000], or of the microphone "
+                   "[default: the device's].")
+@click.option("--audio-device", default=None, help="Microphone by index or (part of its) name.")
+@click.option("--list-audio-devices", is_flag=True, help="List capture devices and exit.")
+@click.option("--serve", default="127.0.0.1:8080", show_default=True,
+              help="Serve the avatar page and MJPEG stream at [HOST:]PORT.")
+@click.option("--no-serve", is_flag=True, help="No HTTP page or stream.")
+@click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
+@click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
+@click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")
+@click.option("--stats", is_flag=True, help="Print latency (p50/p95), dropped frames and memory every 10 s and at the end.")
+@click.option("--generator", type=InputFile, help="An exported generator (with its manifest) instead of the built-in one.")
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"), show_default=True,
+              help="Folder of exported generators that --device may pick from.")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Threads for the models [default: 1].")
+@click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
+              help="How wide the built-in generator opens the mouth.")
+@click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the recording as synthetic.")
+@click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
+@click.pass_context
+def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
+         list_audio_devices: bool, serve: str, no_serve: bool, window: bool | None, record: Path | None,
+         duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
+         threads: int | None, amplitude: float, no_label: bool, watermark: bool) -> None:
+    """Animate AVATAR with speech as it arrives, in real time."""
+    if list_audio_devices:
+        for index, name, channels, rate in audio_devices():
+            click.echo(f"{index}: {name} ({channels} channels, {rate} Hz)")
+        return
+    if avatar is None:
+        raise EdgeRetalkError("--avatar is required (make one with `edge-retalk prepare --face VIDEO -o DIR`)")
+    threads, generator, provider = _device_choice(ctx, device, threads, generator, models)
+    options = LiveOptions(duration=duration, threads=threads or 1, generator=generator, provider=provider,
+                          render=RenderOptions(amplitude=amplitude), stats_every=10.0 if stats else None,
+                          watermark=watermark)
+    setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
+                      window, record, not no_label, options)
+    report, load_seconds = run_session(setup, on_ready=lambda line: click.echo(line, err=True),
+                                       on_stats=lambda r: click.echo(f"stats: {r.line()}", err=True))
+    if stats:
+        click.echo(f"avatar loaded in {load_seconds * 1000:.0f} ms", err=True)
+    click.echo(f"live: {report.line()}", err=True)
+    if record is not None:
+        click.echo(f"recording written to {record}", err=True)
 
 
 @cli.command()

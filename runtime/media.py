@@ -170,12 +170,18 @@ def _finite_audio(frame: av.AudioFrame) -> av.AudioFrame:
     """The frame with NaN and infinite samples (seen in float WAVs) replaced, since encoders refuse them."""
     samples = frame.to_ndarray()
     if np.isfinite(samples).all():
-        frame.pts = None
         return frame
     fixed = av.AudioFrame.from_ndarray(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0),
                                        format=frame.format.name, layout=frame.layout.name)
     fixed.sample_rate = frame.sample_rate
     return fixed
+
+
+def apply_umask(path: Path, mode: int = 0o666) -> None:
+    """Give a file made by mkstemp/mkdtemp (private) the permissions a normal new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 class VideoWriter:
@@ -188,7 +194,9 @@ class VideoWriter:
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction,
                  audio_path: Path | None, crf: int = 18, preset: str = "veryfast",
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None, audio_rate: int | None = None):
+        """`audio_path` is muxed as the frames go; or, with `audio_rate`, each `write` brings its own
+        mono float samples at that rate (live recordings)."""
         self.output = output
         self.width, self.height = width - width % 2, height - height % 2
         try:
@@ -209,11 +217,17 @@ class VideoWriter:
         self._fps = fps
         self._frames = 0
         self._audio = None
+        self._audio_samples = 0
         if audio_path is not None:
             rate, layout = audio_track_format(audio_path)
             self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
             self._audio.bit_rate = 128000
             self._audio_frames = _iter_audio(audio_path, rate, layout, "fltp")
+            self._audio_time = 0.0
+        elif audio_rate is not None:
+            self._audio = self._container.add_stream("aac", rate=audio_rate, layout="mono")
+            self._audio.bit_rate = 64000
+            self._audio_frames = iter(())
             self._audio_time = 0.0
 
     @contextlib.contextmanager
@@ -225,14 +239,21 @@ class VideoWriter:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise EdgeRetalkError(f"{self.output}: cannot write ({reason})") from None
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        """Encode one BGR frame, and the audio up to its end time."""
+    def write(self, frame_bgr: np.ndarray, audio: np.ndarray | None = None) -> None:
+        """Encode one BGR frame, and the audio up to its end time (or `audio`, the samples that
+        go with this frame, for a writer made with `audio_rate`)."""
         frame = av.VideoFrame.from_ndarray(
             np.ascontiguousarray(frame_bgr[: self.height, : self.width]), format="bgr24")
         with self._write_errors(), stage("encode"):
             self._container.mux(self._video.encode(frame))
             self._frames += 1
-            self._write_audio_until(self._frames / self._fps)
+            if audio is not None and self._audio is not None:
+                samples = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, np.float32)[None], format="flt",
+                                                     layout="mono")
+                samples.sample_rate = self._audio.rate
+                self._encode_audio(samples)
+            else:
+                self._write_audio_until(self._frames / self._fps)
 
     def _write_audio_until(self, seconds: float | None) -> None:
         if self._audio is None:
@@ -241,9 +262,17 @@ class VideoWriter:
             frame = next(self._audio_frames, None)
             if frame is None:
                 break
-            frame = _finite_audio(frame)
-            self._audio_time += frame.samples / frame.sample_rate
-            self._container.mux(self._audio.encode(frame))
+            self._encode_audio(_finite_audio(frame))
+
+    def _encode_audio(self, frame: av.AudioFrame) -> None:
+        """Encode with explicit timestamps: the encoder then marks its priming samples (1024 for AAC)
+        as negative time, the muxer writes an edit list, and players start the sound in step with
+        the picture instead of 64 ms late."""
+        frame.pts = self._audio_samples
+        frame.time_base = Fraction(1, frame.sample_rate)
+        self._audio_samples += frame.samples
+        self._audio_time = self._audio_samples / frame.sample_rate
+        self._container.mux(self._audio.encode(frame))
 
     def close(self) -> Path:
         """Flush encoders and move the finished file into place."""
@@ -253,6 +282,7 @@ class VideoWriter:
             if self._audio is not None:
                 self._container.mux(self._audio.encode(None))
             self._container.close()
+            apply_umask(self._tmp)
             os.replace(self._tmp, self.output)
         return self.output
 

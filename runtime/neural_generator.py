@@ -32,15 +32,19 @@ def face_box(points: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int
     return (x0, y0, x1, y1) if x1 - x0 >= 16 and y1 - y0 >= 16 else None
 
 
-def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.ndarray, index: int, fps: float,
-                   size: int = 96, steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(mel (1, 80, steps), face (6, size, size)) for one frame, float32."""
+def wav2lip_face(frame: np.ndarray, box: tuple[int, int, int, int], size: int = 96) -> np.ndarray:
+    """The face input (6, size, size) for one frame: masked crop and reference crop, BGR in [0, 1]."""
     x0, y0, x1, y1 = box
     crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     masked = crop.copy()
     masked[size // 2:] = 0.0
-    face = np.concatenate([masked, crop], axis=2).transpose(2, 0, 1)
-    return mel_window(mel, index, fps, steps)[None].astype(np.float32), np.ascontiguousarray(face)
+    return np.ascontiguousarray(np.concatenate([masked, crop], axis=2).transpose(2, 0, 1))
+
+
+def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.ndarray, index: int, fps: float,
+                   size: int = 96, steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(mel (1, 80, steps), face (6, size, size)) for one frame, float32."""
+    return mel_window(mel, index, fps, steps)[None].astype(np.float32), wav2lip_face(frame, box, size)
 
 
 class NeuralGenerator:
@@ -59,15 +63,20 @@ class NeuralGenerator:
         self._mel, self._fps = log_mel(samples), fps
 
     def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
+        """Frame `index` with its lip region generated from the prepared audio."""
+        return self.generate_from_window(frame, points, mel_window(self._mel, index, self._fps, self.manifest.mel_steps))
+
+    def generate_from_window(self, frame: np.ndarray, points: np.ndarray | None, window: np.ndarray) -> np.ndarray:
+        """`frame` with its lip region generated from `window`, the frame's (80, mel_steps) mel frames."""
         if points is None:
             return frame
         box, region = face_box(points, frame.shape), mouth_region(points, frame.shape)
         if box is None or region is None:
             return frame
-        mel, face = wav2lip_inputs(frame, box, self._mel, index, self._fps, self.manifest.face_size,
-                                   self.manifest.mel_steps)
+        face = wav2lip_face(frame, box, self.manifest.face_size)
+        mel = window[None, None].astype(np.float32)
         names = [spec.name for spec in self.manifest.inputs]
-        output = next(iter(self.engine.run({names[0]: mel[None], names[1]: face[None]}).values()))[0]
+        output = next(iter(self.engine.run({names[0]: mel, names[1]: face[None]}).values()))[0]
         x0, y0, x1, y1 = box
         generated = cv2.resize(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8),
                                (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)

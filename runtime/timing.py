@@ -51,3 +51,8 @@ def peak_memory_mb() -> float:
     """This process's peak resident memory (VmHWM), which, unlike ru_maxrss, is not inherited
     from the parent that forked it."""
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def memory_mb() -> float:
+    """This process's resident memory now (VmRSS), for watching a long run stay flat."""
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024

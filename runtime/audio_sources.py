@@ -1,0 +1,298 @@
+"""Where live speech comes from: a microphone, stdin, a TCP socket (raw PCM from a TTS engine), or a
+file played at real-time speed. Every source delivers 16 kHz mono float32 to an `AudioTimeline`.
+
+Raw PCM (stdin, TCP) is 16-bit signed little-endian mono at a stated sample rate; other rates are
+resampled by FFmpeg's resampler (PyAV).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import av
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import EdgeRetalkError
+from .live import AudioTimeline
+from .media import check_readable, load_audio
+from .quiet import native_stderr_silenced
+
+CHUNK_SECONDS = 0.02
+PORTAUDIO_HINT = ("install it with: pip install 'edge-retalk[live]' (PortAudio is needed: on Debian/Ubuntu "
+                  "apt install portaudio19-dev to build it, libportaudio2 to run it)")
+
+
+class PcmDecoder:
+    """16-bit mono PCM bytes at any rate in, 16 kHz float32 out, keeping odd bytes for the next call."""
+
+    def __init__(self, sample_rate: int):
+        if not 4000 <= sample_rate <= 192000:
+            raise EdgeRetalkError(f"sample rate {sample_rate} Hz is outside 4000..192000")
+        self.sample_rate = sample_rate
+        self._resampler = (av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                           if sample_rate != SAMPLE_RATE else None)
+        self._odd = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        data = self._odd + data
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        pcm = np.frombuffer(data[:usable], "<i2")
+        if self._resampler is None or pcm.size == 0:
+            return pcm.astype(np.float32) / 32768.0
+        frame = av.AudioFrame.from_ndarray(pcm[None], format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or
+                              [np.zeros(0, np.float32)])
+
+
+class PacedFileSource:
+    """A speech file delivered at real-time speed, in 20 ms chunks, as if someone were saying it.
+
+    It pushes from `poll` on the live loop's clock, so it also runs under a simulated clock."""
+
+    continuous = False
+
+    def __init__(self, path: Path):
+        check_readable(path)
+        self.name = f"file {path.name}"
+        self.samples = load_audio(path)
+        self._chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
+        self._count = -(-self.samples.size // self._chunk)
+        self._next = 0
+        self._timeline: AudioTimeline | None = None
+
+    def start(self, timeline: AudioTimeline) -> None:
+        self._timeline = timeline
+
+    def _arrival(self, chunk: int) -> float:
+        return self._timeline.start + min((chunk + 1) * self._chunk, self.samples.size) / SAMPLE_RATE
+
+    def poll(self, now: float) -> None:
+        while self._next < self._count and self._arrival(self._next) <= now:
+            first = self._next * self._chunk
+            self._timeline.push(self.samples[first:first + self._chunk], self._arrival(self._next))
+            self._next += 1
+
+    def next_arrival(self) -> float | None:
+        return self._arrival(self._next) if self._next < self._count else None
+
+    def finished(self) -> bool:
+        return self._next >= self._count
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _ThreadedSource:
+    """A source that reads in its own thread; its errors surface in the live loop."""
+
+    name = "source"
+    continuous = False
+
+    def __init__(self) -> None:
+        self._closing = threading.Event()
+        self._ended = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeline: AudioTimeline) -> None:
+        self._thread = threading.Thread(target=self._guarded, args=(timeline,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def _guarded(self, timeline: AudioTimeline) -> None:
+        try:
+            self._read(timeline)
+        except BaseException as error:  # noqa: BLE001 - raised again in the live loop by poll()
+            self._error = error
+        finally:
+            self._ended.set()
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        raise NotImplementedError
+
+    def poll(self, now: float) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, EdgeRetalkError):
+                raise error
+            raise EdgeRetalkError(f"{self.name}: {error}") from error
+
+    def next_arrival(self) -> float | None:
+        return None
+
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+class StreamSource(_ThreadedSource):
+    """Raw PCM from a byte stream (stdin by default) until its end."""
+
+    def __init__(self, sample_rate: int, stream: BinaryIO | None = None):
+        super().__init__()
+        self.name = "stdin"
+        self._decoder = PcmDecoder(sample_rate)
+        self._stream = stream or sys.stdin.buffer
+        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        descriptor = self._stream.fileno()
+        while not self._closing.is_set():
+            data = os.read(descriptor, self._chunk_bytes)
+            if not data:
+                return
+            timeline.push(self._decoder.decode(data))
+
+    def finished(self) -> bool:
+        return self._ended.is_set()
+
+
+class TcpSource(_ThreadedSource):
+    """Listens on HOST:PORT; each connection (a TTS engine, one utterance or many) sends raw PCM.
+    Senders are served one after another until the run is stopped."""
+
+    def __init__(self, host: str, port: int, sample_rate: int):
+        super().__init__()
+        self.name = f"tcp://{host}:{port}"
+        self.sample_rate = sample_rate
+        PcmDecoder(sample_rate)
+        try:
+            self._server = socket.create_server((host, port))
+        except OSError as exc:
+            raise EdgeRetalkError(f"{self.name}: cannot listen ({exc.strerror or exc})") from None
+        self._server.settimeout(0.2)
+        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
+
+    @property
+    def port(self) -> int:
+        return self._server.getsockname()[1]
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        while not self._closing.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            decoder = PcmDecoder(self.sample_rate)
+            with connection:
+                connection.settimeout(0.2)
+                while not self._closing.is_set():
+                    try:
+                        data = connection.recv(self._chunk_bytes)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    timeline.push(decoder.decode(data))
+
+    def close(self) -> None:
+        super().close()
+        self._server.close()
+
+
+def _pyaudio():
+    try:
+        import pyaudio
+    except ImportError:
+        raise EdgeRetalkError(f"--audio-source mic needs PyAudio, which is not installed; {PORTAUDIO_HINT}") from None
+    return pyaudio
+
+
+def list_audio_devices() -> list[tuple[int, str, int, int]]:
+    """(index, name, input channels, default sample rate) of every capture device PortAudio sees."""
+    pyaudio = _pyaudio()
+    with native_stderr_silenced():
+        audio = pyaudio.PyAudio()
+    try:
+        devices = [audio.get_device_info_by_index(i) for i in range(audio.get_device_count())]
+    finally:
+        audio.terminate()
+    return [(int(d["index"]), str(d["name"]), int(d["maxInputChannels"]), int(d["defaultSampleRate"]))
+            for d in devices if d["maxInputChannels"] > 0]
+
+
+def find_audio_device(wanted: str | None) -> tuple[int | None, int]:
+    """(index, sample rate) of the capture device given by index or (part of its) name; the
+    default device (index None) when nothing is asked."""
+    devices = list_audio_devices()
+    if not devices:
+        raise EdgeRetalkError("no audio capture device found (see --list-audio-devices)")
+    if wanted is None:
+        return None, SAMPLE_RATE
+    matches = [d for d in devices if (wanted.isdigit() and d[0] == int(wanted)) or wanted.lower() in d[1].lower()]
+    if not matches:
+        names = ", ".join(f"{d[0]}: {d[1]}" for d in devices)
+        raise EdgeRetalkError(f"no capture device matches {wanted!r}; available: {names}")
+    return matches[0][0], matches[0][3]
+
+
+class MicSource(_ThreadedSource):
+    """A capture device through PyAudio (PortAudio), read in 20 ms blocks."""
+
+    continuous = True
+
+    def __init__(self, device: str | None = None, sample_rate: int | None = None):
+        super().__init__()
+        self._pyaudio = _pyaudio()
+        self._device, default_rate = find_audio_device(device)
+        self.sample_rate = sample_rate or default_rate
+        self.name = f"mic {device or 'default'}"
+        self._decoder = PcmDecoder(self.sample_rate)
+        with native_stderr_silenced():
+            self._audio = self._pyaudio.PyAudio()
+        try:
+            with native_stderr_silenced():
+                self._stream = self._audio.open(format=self._pyaudio.paInt16, channels=1, rate=self.sample_rate,
+                                                input=True, input_device_index=self._device,
+                                                frames_per_buffer=int(self.sample_rate * CHUNK_SECONDS))
+        except (OSError, ValueError) as exc:
+            self._audio.terminate()
+            raise EdgeRetalkError(f"{self.name}: cannot open the capture device ({exc})") from None
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        block = int(self.sample_rate * CHUNK_SECONDS)
+        while not self._closing.is_set():
+            timeline.push(self._decoder.decode(self._stream.read(block, exception_on_overflow=False)))
+
+    def close(self) -> None:
+        super().close()
+        self._stream.stop_stream()
+        self._stream.close()
+        self._audio.terminate()
+
+
+def open_audio_source(spec: str, sample_rate: int | None = None, device: str | None = None):
+    """The source named by `spec`: mic, stdin (or -), tcp://HOST:PORT, or a speech file.
+    `sample_rate` is that of raw PCM (16 kHz unless said) or the microphone's (its default)."""
+    if spec == "mic":
+        return MicSource(device, sample_rate)
+    sample_rate = sample_rate or SAMPLE_RATE
+    if spec in ("stdin", "-"):
+        return StreamSource(sample_rate)
+    if spec.startswith("tcp://"):
+        address = urlparse(spec)
+        try:
+            port = address.port
+        except ValueError:
+            port = None
+        if not address.hostname or port is None:
+            raise EdgeRetalkError(f"{spec}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7000")
+        return TcpSource(address.hostname, port, sample_rate)
+    path = Path(spec)
+    if not path.exists():
+        raise EdgeRetalkError(f"{spec}: no such file (an audio source is mic, stdin, tcp://HOST:PORT or a file)")
+    return PacedFileSource(path)

@@ -1,0 +1,192 @@
+"""Avatar bundles: everything about a face that does not depend on the audio, computed once.
+
+`prepare_avatar` tracks the face video (or photo) once and writes a folder:
+
+    avatar.json     what the bundle is (version, fps, size, frames, source and its sha256)
+    loop.mp4        the idle loop, already played forward then backward, so it repeats seamlessly
+    landmarks.npy   (frames, 468, 3) float32 face-mesh points per loop frame, NaN where no face
+
+A live run reads this instead of running the face detector and mesh: loading is a JSON file, a
+small array and opening a video, well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .errors import EdgeRetalkError
+from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
+from .sources import FrameCache, ping_pong_index
+from .tracker import FaceTracker
+
+BUNDLE_VERSION = 1
+DEFAULT_LOOP_SECONDS = 10.0
+LOOP_CRF = 12
+N_POINTS = 468
+
+TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class AvatarInfo:
+    """The contents of avatar.json."""
+
+    version: int
+    fps: Fraction
+    width: int
+    height: int
+    frames: int
+    frames_with_face: int
+    source: str
+    source_sha256: str
+    made_by: str
+
+    def to_json(self) -> str:
+        fields = dict(self.__dict__, fps=str(self.fps))
+        return json.dumps(fields, indent=2) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tracked_source(info: FaceInfo, max_frames: int, threads: int) -> FrameCache:
+    """The face source's frames (at most `max_frames`) and landmarks, in a temporary on-disk cache."""
+    if info.is_image:
+        image = read_image(info.path)
+        cache = FrameCache(image.shape)
+        cache.append(image, FaceTracker(float(info.fps), threads, smooth=False)(image))
+        return cache
+    tracker = FaceTracker(float(info.fps), threads)
+    cache: FrameCache | None = None
+    try:
+        for frame in iter_video_frames(info.path):
+            if cache is not None and len(cache) >= max_frames:
+                break
+            cache = cache or FrameCache(frame.shape)
+            cache.append(frame, tracker(frame))
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    if cache is None:
+        raise EdgeRetalkError(f"{info.path}: no video frames could be decoded")
+    return cache
+
+
+def prepare_avatar(face: Path, output: Path, loop_seconds: float = DEFAULT_LOOP_SECONDS, threads: int = 1,
+                   on_progress: Callable[[int, int], None] | None = None) -> AvatarInfo:
+    """Track `face` once and write an avatar bundle folder at `output` (whole or not at all)."""
+    check_readable(face)
+    if output.exists():
+        raise EdgeRetalkError(f"{output}: already exists; choose a new folder for the avatar")
+    if not output.parent.is_dir():
+        raise EdgeRetalkError(f"{output.parent}: folder does not exist")
+    if loop_seconds <= 0:
+        raise EdgeRetalkError("the idle loop must be longer than 0 seconds")
+    info = probe_face(face)
+    fps = Fraction(25) if info.is_image else info.fps
+    cache = _tracked_source(info, max(1, round(loop_seconds * float(fps))), threads)
+    try:
+        with_face = sum(cache[i][1] is not None for i in range(len(cache)))
+        if with_face == 0:
+            raise EdgeRetalkError(f"{face}: no face found in {'the image' if info.is_image else 'any frame'}")
+        loop_length = 1 if len(cache) == 1 else 2 * len(cache) - 2
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        except OSError as exc:
+            raise EdgeRetalkError(f"{output.parent}: cannot write ({exc.strerror})") from None
+        try:
+            landmarks = np.full((loop_length, N_POINTS, 3), np.nan, np.float32)
+            height, width = cache.shape[:2]
+            with VideoWriter(staging / "loop.mp4", width, height, fps, None, crf=LOOP_CRF) as writer:
+                for k in range(loop_length):
+                    frame, points = cache[ping_pong_index(k, len(cache))]
+                    writer.write(frame)
+                    if points is not None:
+                        landmarks[k] = points
+                    if on_progress is not None:
+                        on_progress(k + 1, loop_length)
+            np.save(staging / "landmarks.npy", landmarks)
+            avatar = AvatarInfo(BUNDLE_VERSION, fps, writer.width, writer.height, loop_length,
+                                int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, _sha256(face),
+                                f"edge-retalk {__version__}")
+            (staging / "avatar.json").write_text(avatar.to_json())
+            apply_umask(staging, 0o777)
+            staging.rename(output)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        cache.close()
+    return avatar
+
+
+class Avatar:
+    """A loaded avatar bundle: its description, landmarks, and the idle loop's frames on demand."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        description = folder / "avatar.json"
+        if not folder.is_dir() or not description.is_file():
+            raise EdgeRetalkError(f"{folder}: not an avatar bundle (make one with `edge-retalk prepare`)")
+        try:
+            fields = json.loads(description.read_text())
+            fields["fps"] = Fraction(fields["fps"])
+            self.info = AvatarInfo(**fields)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EdgeRetalkError(f"{description}: not a valid avatar description ({exc})") from None
+        if self.info.version != BUNDLE_VERSION:
+            raise EdgeRetalkError(f"{folder}: avatar bundle version {self.info.version} is not supported "
+                                  f"(this edge-retalk reads version {BUNDLE_VERSION}); prepare it again")
+        try:
+            self.landmarks = np.load(folder / "landmarks.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise EdgeRetalkError(f"{folder / 'landmarks.npy'}: cannot be read ({exc})") from None
+        if self.landmarks.shape != (self.info.frames, N_POINTS, 3):
+            raise EdgeRetalkError(f"{folder}: landmarks do not match the loop ({self.landmarks.shape[0]} for "
+                                  f"{self.info.frames} frames); prepare it again")
+        self.loop = folder / "loop.mp4"
+        check_readable(self.loop)
+
+    @property
+    def fps(self) -> Fraction:
+        return self.info.fps
+
+    def points(self, index: int) -> np.ndarray | None:
+        """Landmarks of loop frame `index` (wrapping), None where that frame has no face."""
+        points = self.landmarks[index % self.info.frames]
+        return None if np.isnan(points[0, 0]) else points
+
+    def frames(self) -> Iterator[TrackedFrame]:
+        """The idle loop's frames with their landmarks, repeated for ever."""
+        if self.info.frames == 1:
+            frame = next(iter_video_frames(self.loop))
+            while True:
+                yield frame, self.points(0)
+        while True:
+            count = 0
+            for frame in iter_video_frames(self.loop):
+                if count == self.info.frames:
+                    break
+                yield frame, self.points(count)
+                count += 1
+            if count != self.info.frames:
+                raise EdgeRetalkError(f"{self.loop}: has {count} frames, the bundle says {self.info.frames}")

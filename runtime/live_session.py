@@ -1,0 +1,105 @@
+"""One `edge-retalk live` run: open the avatar, the speech source and the outputs, run the live
+loop until the source ends, the duration passes or the user stops it, and close everything so a
+recording is complete even after Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .audio_sources import open_audio_source
+from .avatar import Avatar
+from .errors import EdgeRetalkError
+from .labels import synthetic_metadata
+from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
+from .live_outputs import MjpegServer, Recorder, Window
+
+
+@dataclass(frozen=True)
+class LiveSetup:
+    """Where speech comes from and where frames go."""
+
+    avatar: Path
+    audio_source: str = "mic"
+    sample_rate: int | None = None
+    audio_device: str | None = None
+    serve: tuple[str, int] | None = ("127.0.0.1", 8080)
+    window: bool | None = None
+    record: Path | None = None
+    label: bool = True
+    options: LiveOptions = field(default_factory=LiveOptions)
+
+
+def check_recording(record: Path, avatar: Path) -> None:
+    """A recording is a new .mp4 in an existing folder, never inside the avatar bundle."""
+    if record.suffix.lower() != ".mp4":
+        raise EdgeRetalkError(f"{record}: the recording must be an .mp4 file")
+    if not record.parent.is_dir():
+        raise EdgeRetalkError(f"{record.parent}: folder does not exist")
+    if record.is_dir():
+        raise EdgeRetalkError(f"{record}: is a folder")
+    if record.resolve().is_relative_to(avatar.resolve()):
+        raise EdgeRetalkError(f"{record}: would write inside the avatar bundle")
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Ctrl-C and SIGTERM end the run cleanly (outputs are closed, the recording finished);
+    returns a function that restores the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+
+def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
+                on_stats: Callable[[LiveReport], None] | None = None,
+                stop: threading.Event | None = None) -> tuple[LiveReport, float]:
+    """Run live mode as `setup` says; returns the report and how long loading the avatar took."""
+    started = time.perf_counter()
+    avatar = Avatar(setup.avatar)
+    load_seconds = time.perf_counter() - started
+    if setup.record is not None:
+        check_recording(setup.record, setup.avatar)
+    driver = live_driver(setup.options, float(avatar.fps))
+    source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device)
+    outputs = []
+    recorder: Recorder | None = None
+    stop = stop or threading.Event()
+    restore = _stop_on_signals(stop)
+    try:
+        if setup.serve is not None:
+            server = MjpegServer(*setup.serve)
+            outputs.append(server)
+            if on_ready is not None:
+                on_ready(f"avatar page: {server.url}")
+        if setup.window or setup.window is None:
+            try:
+                outputs.append(Window())
+            except EdgeRetalkError as exc:
+                if setup.window:
+                    raise
+                if on_ready is not None and "DISPLAY" not in str(exc):
+                    on_ready(f"no window: {exc}")
+        if setup.record is not None:
+            metadata = synthetic_metadata(driver.generator.name) if setup.label else None
+            recorder = Recorder(setup.record, avatar.info.width, avatar.info.height, avatar.fps, metadata)
+            outputs.append(recorder)
+        if on_ready is not None:
+            on_ready(f"listening to {source.name}")
+        report = run_live(avatar, source, outputs, driver, setup.options, stop=stop, on_stats=on_stats)
+        require_frames(report)
+    except BaseException:
+        if recorder is not None:
+            outputs.remove(recorder)
+            recorder.abort()
+        raise
+    finally:
+        restore()
+        source.close()
+        for output in outputs:
+            output.close()
+    return report, load_seconds

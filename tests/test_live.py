@@ -1,0 +1,350 @@
+"""Live mode on real speech and a real talking-head clip: avatar bundles, every audio source
+(socket, stdin, file, and the microphone through a real ALSA capture device), idle and
+transitions, the MJPEG page in a real browser, and labelled recordings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_retalk.audio import SAMPLE_RATE
+from edge_retalk.evaluate import score_generated
+from edge_retalk.landmarks import face_height, mouth_opening
+from edge_retalk.media import iter_video_frames, load_audio, probe_face
+from edge_retalk.tracker import FaceTracker
+
+AVATAR_CLIP = "geneface_may_5s.mp4"
+LONG_SPEECH = "musetalk_eng_60s.wav"
+SHORT_SPEECH = "echomimic_en.wav"
+FPS = 25
+
+
+def live_command(*args) -> list[str]:
+    return [sys.executable, "-c", "from edge_retalk.cli import main; main()", "live", *map(str, args)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def connect(port: int, within: float = 30.0) -> socket.socket:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def speech_start(recorded: np.ndarray, speech: np.ndarray) -> int:
+    """Where `speech` begins inside `recorded` (samples): the peak of their cross-correlation."""
+    size = 1 << int(np.ceil(np.log2(recorded.size + speech.size)))
+    scores = np.fft.irfft(np.fft.rfft(recorded, size) * np.conj(np.fft.rfft(speech, size)), size)
+    return int(np.argmax(scores[: recorded.size]))
+
+
+def openings(video: Path) -> np.ndarray:
+    tracker = FaceTracker(FPS, smooth=False)
+    return np.array([np.nan if (p := tracker(f)) is None else float(mouth_opening(p)) for f in iter_video_frames(video)])
+
+
+@pytest.fixture(scope="module")
+def avatar(tmp_path_factory) -> Path:
+    from conftest import shared_data_dir
+    folder = tmp_path_factory.mktemp("avatar") / "may"
+    result = run_cli("prepare", "--face", shared_data_dir() / "clips" / AVATAR_CLIP, "-o", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_prepare_writes_a_seamless_loop_with_its_landmarks(avatar, data):
+    description = json.loads((avatar / "avatar.json").read_text())
+    source_frames = sum(1 for _ in iter_video_frames(data / "clips" / AVATAR_CLIP))
+    assert description["frames"] == 2 * source_frames - 2, "forward then backward, ends not repeated"
+    assert description["frames_with_face"] == description["frames"]
+    landmarks = np.load(avatar / "landmarks.npy")
+    loop = list(iter_video_frames(avatar / "loop.mp4"))
+    assert len(loop) == landmarks.shape[0] == description["frames"]
+    # played back and forth: frame k and frame (2n-2-k) are the same source frame
+    n = source_frames
+    assert np.abs(landmarks[1] - landmarks[2 * n - 3]).max() < 1e-4
+    assert np.abs(loop[1].astype(int) - loop[2 * n - 3].astype(int)).mean() < 2.0
+    # the stored landmarks are the (temporally smoothed) mesh on that frame
+    measured = FaceTracker(FPS, smooth=False)(loop[10])
+    assert np.abs(measured[:, :2] - landmarks[10, :, :2]).mean() < 0.03 * face_height(landmarks[10])
+
+
+def test_prepare_refuses_to_overwrite_and_faceless_input(avatar, tmp_path, data):
+    again = run_cli("prepare", "--face", data / "clips" / AVATAR_CLIP, "-o", avatar)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "already exists" in again.stderr
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    result = run_cli("prepare", "--face", blank, "-o", tmp_path / "none")
+    assert result.returncode == 1 and "no face" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "none").exists() and not list(tmp_path.glob(".none*"))
+
+
+def test_live_never_runs_face_detection(avatar, data, tmp_path, monkeypatch):
+    from edge_retalk import tracker
+    from edge_retalk.live import LiveOptions
+    from edge_retalk.live_session import LiveSetup, run_session
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("live mode ran the face tracker")
+
+    monkeypatch.setattr(tracker.FaceDetector, "detect", refuse)
+    monkeypatch.setattr(tracker.FaceMesh, "landmarks", refuse)
+    setup = LiveSetup(avatar, str(data / "speech" / "unitychan_univ0003.wav"), serve=None, window=False,
+                      record=tmp_path / "r.mp4", options=LiveOptions(duration=1.0))
+    report, _ = run_session(setup)
+    assert report.frames == 25
+
+
+def test_sixty_seconds_through_the_socket_at_real_time_pace(avatar, data, tmp_path):
+    speech = load_audio(data / "speech" / LONG_SPEECH)[: 60 * SAMPLE_RATE]
+    assert speech.size == 60 * SAMPLE_RATE
+    port, record, duration = free_port(), tmp_path / "socket.mp4", 62.0
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", f"tcp://127.0.0.1:{port}",
+                                            "--record", record, "--duration", duration, "--stats", "--no-serve"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with connect(port) as sender:
+            chunk = SAMPLE_RATE // 50
+            began = time.monotonic()
+            for k in range(0, speech.size, chunk):
+                delay = began + k / SAMPLE_RATE - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                sender.sendall(pcm16(speech[k:k + chunk]))
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "latency p50" in stderr and "p95" in stderr and "dropped" in stderr
+    assert stderr.count("stats:") >= 5, "a statistics line every 10 s"
+    assert sum(1 for _ in iter_video_frames(record)) == round(duration * FPS)
+    recorded = load_audio(record)
+    assert abs(recorded.size - duration * SAMPLE_RATE) < 0.05 * SAMPLE_RATE
+    # the speech is all there, in order, at its own pace: each 10 s piece is found where it belongs
+    # (late chunks may each have added a short gap of silence, never more than 0.3 s in all)
+    starts = []
+    for piece in range(6):
+        part = speech[piece * 10 * SAMPLE_RATE:(piece + 1) * 10 * SAMPLE_RATE]
+        found = speech_start(recorded, part)
+        heard = recorded[found:found + part.size]
+        assert heard.size == part.size and np.corrcoef(heard, part)[0, 1] > 0.9, (piece, stderr)
+        starts.append(found)
+    assert starts[0] < 3 * SAMPLE_RATE, "the speech starts when it arrived, not later"
+    steps = np.diff(starts) - 10 * SAMPLE_RATE
+    assert np.all(steps >= 0) and steps.sum() < 0.3 * SAMPLE_RATE, (steps, stderr)
+    scores = score_generated(record)
+    assert abs(scores["offset"]) <= 1, scores
+    assert scores["av_peak"] > 0.3, scores
+
+
+def test_stdin_burst_is_played_at_real_time_and_resampled(avatar, data, tmp_path):
+    speech = load_audio(data / "speech" / SHORT_SPEECH)
+    resampled = load_audio(data / "speech" / SHORT_SPEECH, sample_rate=48000)
+    record = tmp_path / "stdin.mp4"
+    result = subprocess.run(live_command("--avatar", avatar, "--audio-source", "stdin", "--sample-rate", 48000,
+                                         "--record", record, "--no-serve"),
+                            input=pcm16(resampled), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    recorded = load_audio(record)
+    start = speech_start(recorded, speech)
+    heard = recorded[start:start + speech.size]
+    assert heard.size == speech.size, "all of the speech is in the recording"
+    assert np.corrcoef(heard, speech)[0, 1] > 0.95
+    frames = sum(1 for _ in iter_video_frames(record))
+    assert frames * SAMPLE_RATE / FPS >= start + speech.size, "the run ends after the speech has been shown"
+    assert frames * SAMPLE_RATE / FPS <= start + speech.size + 1.5 * SAMPLE_RATE
+
+
+def test_idle_keeps_the_loop_moving_with_the_mouth_closed_then_speech_blends_in(avatar, data, tmp_path):
+    speech = load_audio(data / "speech" / SHORT_SPEECH)[: 3 * SAMPLE_RATE]
+    port, record = free_port(), tmp_path / "idle.mp4"
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", f"tcp://127.0.0.1:{port}",
+                                            "--record", record, "--duration", 7, "--no-serve"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with connect(port) as sender:
+            time.sleep(2.5)
+            began = time.monotonic()
+            for k in range(0, speech.size, 320):
+                time.sleep(max(0.0, began + k / SAMPLE_RATE - time.monotonic()))
+                sender.sendall(pcm16(speech[k:k + 320]))
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    frames = list(iter_video_frames(record))
+    loop = list(iter_video_frames(avatar / "loop.mp4"))
+    onset = speech_start(load_audio(record), speech) * FPS // SAMPLE_RATE
+    assert 40 <= onset <= 100
+    # idle: the loop plays on (no freeze); only the mouth region differs from it
+    upper = slice(0, 300)
+    for k in range(0, onset - 5, 7):
+        assert np.abs(frames[k][upper].astype(int) - loop[k % len(loop)][upper].astype(int)).mean() < 3.0
+    assert np.abs(frames[10].astype(int) - frames[30].astype(int)).mean() > 1.0, "the idle loop moves"
+    measured = openings(record)
+    source = openings(avatar / "loop.mp4")
+    idle, talking = measured[5:onset - 3], measured[onset + 3:onset + 70]
+    assert np.nanmedian(idle) < 0.5 * np.nanmedian(source), "mouth closed while idle (the speaker's own is open)"
+    assert np.nanpercentile(idle, 90) < 0.6 * np.nanpercentile(talking, 90), "the mouth opens with speech"
+    assert np.nanstd(talking) > 2 * np.nanstd(idle), "and moves with it"
+    # no jump at the transition: no step larger than the source speaker's own largest step
+    steps = np.abs(np.diff(measured[onset - 5:onset + 10]))
+    assert np.nanmax(steps) <= np.nanmax(np.abs(np.diff(source))) + 0.01
+
+
+def test_file_source_recording_is_labelled_and_watermarked(avatar, data, tmp_path):
+    record = tmp_path / "file.mp4"
+    result = run_cli("live", "--avatar", avatar, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
+                     "--record", record, "--no-serve", "--watermark")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(run_cli("inspect", record, "--json").stdout)
+    assert found["synthetic"] and found["generator"] == "default"
+    first = next(iter_video_frames(record))
+    plain = next(iter_video_frames(avatar / "loop.mp4"))
+    corner = (slice(first.shape[0] - 40, None), slice(first.shape[1] - 200, None))
+    assert np.abs(first[corner].astype(int) - plain[corner].astype(int)).mean() > 5, "visible label drawn"
+    unlabelled = tmp_path / "plain.mp4"
+    assert run_cli("live", "--avatar", avatar, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
+                   "--record", unlabelled, "--no-serve", "--no-label").returncode == 0
+    assert json.loads(run_cli("inspect", unlabelled, "--json").stdout)["synthetic"] is False
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "Chromium not installed (Debian: apt install chromium) for the browser check"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def test_mjpeg_page_shows_the_avatar_in_a_real_browser(avatar, data, tmp_path):
+    browser = chromium()
+    port = free_port()
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / LONG_SPEECH,
+                                            "--serve", f"127.0.0.1:{port}", "--duration", 30),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the page never came up"
+                time.sleep(0.1)
+        assert 'src="/stream.mjpg"' in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            body = stream.read(200_000)
+        assert body.count(b"Content-Type: image/jpeg") >= 2, "the stream sends frame after frame"
+        frame = cv2.imdecode(np.frombuffer(urllib.request.urlopen(f"http://127.0.0.1:{port}/frame.jpg").read(),
+                                           np.uint8), cv2.IMREAD_COLOR)
+        info = probe_face(avatar / "loop.mp4")
+        assert frame.shape == (info.height, info.width, 3)
+        shot = tmp_path / "page.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                        "--window-size=800,600", "--virtual-time-budget=3000", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, timeout=60)
+        image = cv2.imread(str(shot))
+        assert image is not None, "the browser took no screenshot"
+        points = FaceTracker(FPS, smooth=False)(image)
+        assert points is not None, "the browser shows the avatar's face"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+
+
+def test_microphone_path_through_a_real_alsa_capture_device(avatar, data, tmp_path):
+    if importlib.util.find_spec("pyaudio") is None:
+        message = "PyAudio not installed (pip install 'edge-retalk[live]', with PortAudio)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    speech = load_audio(data / "speech" / SHORT_SPEECH)
+    raw = tmp_path / "speech.raw"
+    raw.write_bytes(pcm16(speech))
+    (tmp_path / ".asoundrc").write_text(
+        f'pcm.speechfile {{\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  infile "{raw}"\n  format "raw"\n}}\n')
+    env = dict(os.environ, HOME=str(tmp_path))
+    listed = subprocess.run(live_command("--list-audio-devices"), capture_output=True, text=True, env=env, timeout=60)
+    assert listed.returncode == 0 and "speechfile" in listed.stdout, listed.stderr
+    record = tmp_path / "mic.mp4"
+    result = subprocess.run(live_command("--avatar", avatar, "--audio-source", "mic", "--audio-device", "speechfile",
+                                         "--sample-rate", SAMPLE_RATE, "--record", record, "--duration", 4,
+                                         "--no-serve", "--stats"),
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "listening to mic speechfile" in result.stderr
+    # the file plugin delivers the whole file at once, so queued pauses may be shortened: compare
+    # the first half second of voice
+    recorded = load_audio(record)
+    voiced = int(np.argmax(np.abs(speech) > 0.1))
+    snippet = speech[voiced:voiced + SAMPLE_RATE // 2]
+    start = speech_start(recorded, snippet)
+    heard = recorded[start:start + snippet.size]
+    assert np.corrcoef(heard, snippet)[0, 1] > 0.95, "the microphone's samples reach the recording"
+    assert np.nanstd(openings(record)) > 0.005, "the mouth moves with the captured speech"
+
+
+def test_live_bad_inputs_give_one_line(avatar, tmp_path, data):
+    cases = [
+        (["--avatar", tmp_path], "not an avatar bundle"),
+        (["--avatar", avatar, "--audio-source", "tcp://nohost"], "expected tcp://HOST:PORT"),
+        (["--avatar", avatar, "--audio-source", "nosuch.wav"], "no such file"),
+        (["--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH, "--record", tmp_path / "x.avi"],
+         ".mp4"),
+        (["--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH, "--record", avatar / "in.mp4"],
+         "inside the avatar bundle"),
+        (["--avatar", avatar, "--serve", "notaport"], "expected PORT or HOST:PORT"),
+        (["--audio-source", "stdin"], "--avatar is required"),
+    ]
+    for args, message in cases:
+        result = run_cli("live", *args, "--no-window")
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_cli("live", "--avatar", avatar, "--audio-source", f"tcp://127.0.0.1:{busy.getsockname()[1]}",
+                         "--no-serve")
+        assert result.returncode == 1 and "cannot listen" in result.stderr
+
+
+def test_microphone_without_pyaudio_says_what_to_install(avatar, tmp_path):
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "pyaudio.py").write_text("raise ImportError('blocked for the test')\n")
+    env = dict(os.environ, PYTHONPATH=f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    result = subprocess.run(live_command("--avatar", avatar, "--audio-source", "mic", "--no-serve"),
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1 and "portaudio19-dev" in result.stderr and "edge-retalk[live]" in result.stderr
+    assert "Traceback" not in result.stderr
