@@ -93,8 +93,7 @@ def first_and_last_offsets(record: Path, total: int, stretch: int, fps: float) -
     count = 0
     for index, frame in enumerate(iter_video_frames(record)):
         count += 1
-        part = 0 if index < stretch else 1 if index >= total - stretch else None
-        if part is not None:
+        for part in (part for part, inside in enumerate((index < stretch, index >= total - stretch)) if inside):
             points = trackers[part](frame)
             openings[part].append(np.nan if points is None else float(mouth_opening(points)))
     spf = SAMPLE_RATE / fps

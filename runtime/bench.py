@@ -2,7 +2,9 @@
 
 The workload is a 10 s 512x512 video made from the bundled portrait (a gentle head sway, so
 decoding and tracking do real work) with the bundled speech. Each case runs in a fresh process,
-so its peak memory is its own.
+so its peak memory is its own: first as a file run (per-stage timings, fps), then in live mode on
+an avatar made from the same video, with the speech arriving at real-time pace (latency from a
+sample's arrival to its frame; the clock skips idle waits, so this takes seconds, not minutes).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -22,6 +25,9 @@ from . import timing
 from .errors import EdgeRetalkError
 from .media import VideoWriter, read_image
 from .models import model_path
+from .audio_sources import PacedFileSource
+from .avatar import Avatar, prepare_avatar
+from .live import LiveOptions, LiveReport, SimulatedClock, live_driver, run_live
 from .pipeline import RunOptions, lipsync
 
 WORKLOAD_SECONDS = 10
@@ -50,10 +56,22 @@ class CaseResult:
     first_frame_s: float
     peak_mb: float
     stages: dict[str, dict[str, float]]
+    live_latency_p50_ms: float | None = None
+    live_latency_p95_ms: float | None = None
+    live_dropped: int = 0
+
+
+def live_latency(face: Path, audio: Path, folder: Path, options: LiveOptions) -> LiveReport:
+    """Live mode on an avatar made from `face`, `audio` arriving at real-time pace (simulated clock)."""
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        prepare_avatar(face, Path(tmp) / "avatar")
+        avatar = Avatar(Path(tmp) / "avatar")
+        return run_live(avatar, PacedFileSource(audio), [], live_driver(options, float(avatar.fps)), options,
+                        SimulatedClock())
 
 
 def run_case(face: Path, audio: Path, output: Path, generator: Path | None, provider: str | None,
-             threads: int) -> CaseResult:
+             threads: int, provider_options: dict[str, str] | None = None) -> CaseResult:
     """One timed run (call in a fresh process for a clean peak-memory figure)."""
     started = time.perf_counter()
     first: list[float] = []
@@ -63,26 +81,30 @@ def run_case(face: Path, audio: Path, output: Path, generator: Path | None, prov
             first.append(time.perf_counter() - started)
 
     timing.enable()
-    report = lipsync(face, audio, output, RunOptions(threads=threads, generator=generator, provider=provider),
-                     on_progress)
+    report = lipsync(face, audio, output, RunOptions(threads=threads, generator=generator, provider=provider,
+                                                     provider_options=provider_options or {}), on_progress)
     samples = timing.collected()
     stages = {name: {"median_ms": float(np.median(samples[name])), "p95_ms": float(np.percentile(samples[name], 95)),
                      "calls": len(samples[name])} for name in timing.STAGES if samples.get(name)}
     peak = timing.peak_memory_mb()
+    live = live_latency(face, audio, output.parent, LiveOptions(threads=threads, generator=generator, provider=provider,
+                                                                provider_options=provider_options or {}))
     label = "default" if generator is None else f"{generator.name}" + (f" on {provider}" if provider else "")
-    return CaseResult(label, report.frames, report.fps, first[0] if first else float("nan"), peak, stages)
+    return CaseResult(label, report.frames, report.fps, first[0] if first else float("nan"), peak, stages,
+                      live.latency.percentile(50), live.latency.percentile(95), live.dropped)
 
 
 def run_case_isolated(face: Path, audio: Path, output: Path, generator: Path | None, provider: str | None,
-                      threads: int) -> CaseResult:
+                      threads: int, provider_options: dict[str, str] | None = None) -> CaseResult:
     """`run_case` in a child process."""
     code = ("import json, sys; from dataclasses import asdict; from pathlib import Path; "
             "from edge_retalk.bench import run_case; "
             "g = None if sys.argv[4] == '-' else Path(sys.argv[4]); p = None if sys.argv[5] == '-' else sys.argv[5]; "
             "print(json.dumps(asdict(run_case(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), g, p, "
-            "int(sys.argv[6])))))")
+            "int(sys.argv[6]), json.loads(sys.argv[7])))))")
     result = subprocess.run([sys.executable, "-c", code, str(face), str(audio), str(output),
-                             str(generator) if generator else "-", provider or "-", str(threads)],
+                             str(generator) if generator else "-", provider or "-", str(threads),
+                             json.dumps(provider_options or {})],
                             capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]

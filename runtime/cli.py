@@ -29,11 +29,12 @@ from .avatar import prepare_avatar
 from .live import LiveOptions
 from .live_session import LiveSetup, run_session
 from .bench import make_workload, run_case_isolated, save
-from .profiles import available_providers, choose_generator, compare_candidates, detect, profiles, resolve
+from .profiles import (available_providers, choose_generator, compare_candidates, detect, profiles, provider_options,
+                       resolve)
 from .timing import STAGES
 
 stderr = Console(stderr=True)
-TABLE_WIDTH = 170
+TABLE_WIDTH = 240
 PROGRESS_AFTER_SECONDS = 1.0
 
 InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
@@ -89,23 +90,27 @@ def _run(face: Path, audio: Path, output: Path, options: RunOptions, quiet: bool
 DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise this machine."
 
 
-def _device_choice(ctx: click.Context, device: str | None, threads: int | None, generator: Path | None,
-                   models: Path) -> tuple[int | None, Path | None, str | None]:
-    """Threads, generator and execution provider from the board profile named by --device (if any),
-    saying what was picked and why; explicit options win."""
-    provider = None
+def _device_settings(ctx: click.Context, device: str | None, threads: int | None, generator: Path | None,
+                     models: Path) -> dict:
+    """Threads, generator, execution provider and its options, and tracking interval from the board
+    profile named by --device (if any), saying what was picked and why; explicit options win."""
+    settings = {"threads": threads or 1, "generator": generator, "provider": None, "provider_options": {},
+                "tracking_interval": 1}
     device = device or (ctx.obj or {}).get("device")
-    if device is not None:
-        profile, reason = resolve(device)
-        click.echo(f"device: {profile.name} ({reason})", err=True)
-        threads = threads or profile.threads
-        if generator is None:
-            choice = choose_generator(profile, models)
-            for note in choice.notes:
-                click.echo(note, err=True)
-            generator, provider = choice.artefact, choice.provider
-        click.echo(f"generator: {generator or 'default (built-in)'}" + (f" on {provider}" if provider else ""), err=True)
-    return threads, generator, provider
+    if device is None:
+        return settings
+    profile, reason = resolve(device)
+    click.echo(f"device: {profile.name} ({reason})", err=True)
+    settings.update(threads=threads or profile.threads, tracking_interval=profile.tracking_interval)
+    if generator is None:
+        choice = choose_generator(profile, models)
+        for note in choice.notes:
+            click.echo(note, err=True)
+        settings.update(generator=choice.artefact, provider=choice.provider, provider_options=choice.options)
+    provider = settings["provider"]
+    click.echo(f"generator: {settings['generator'] or 'default (built-in)'}" + (f" on {provider}" if provider else ""),
+               err=True)
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,10 +150,9 @@ def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int 
         models: Path, crf: int, preset: str, amplitude: float, photo_fps: float, generator: Path | None,
         no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
-    threads, generator, provider = _device_choice(ctx, device, threads, generator, models)
-    options = RunOptions(threads=threads or 1, crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude),
-                         label=not no_label, watermark=watermark, generator=generator, provider=provider,
-                         photo_fps=Fraction(photo_fps).limit_denominator(1001))
+    options = RunOptions(crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude), label=not no_label,
+                         watermark=watermark, photo_fps=Fraction(photo_fps).limit_denominator(1001),
+                         **_device_settings(ctx, device, threads, generator, models))
     _run(face, audio, output, options, quiet)
 
 
@@ -204,16 +208,23 @@ def bench(ctx: click.Context, device: str | None, generator: Path | None, models
         results = []
         for artefact, provider in cases:
             click.echo(f"benching {artefact or 'default'}" + (f" on {provider}" if provider else ""), err=True)
-            results.append(run_case_isolated(face, audio, Path(tmp) / "out.mp4", artefact, provider, profile.threads))
+            results.append(run_case_isolated(face, audio, Path(tmp) / "out.mp4", artefact, provider, profile.threads,
+                                             provider_options(profile, provider)))
     table = Table(title=f"edge-retalk bench on {profile.name}: target {profile.target_fps:g} fps, "
-                        f"{profile.target_latency_ms:g} ms; median (p95) ms per frame")
-    for column in ("generator", "fps", "meets fps target", "first frame s", "peak MB", *STAGES):
+                        f"{profile.target_latency_ms:g} ms live latency; median (p95) ms per frame")
+    for column in ("generator", "fps", "meets fps target", "live latency p50 (p95) ms", "meets latency target",
+                   "first frame s", "peak MB", *STAGES):
         table.add_column(column, justify="right")
     for r in results:
         cells = [f"{r.stages[s]['median_ms']:.2f} ({r.stages[s]['p95_ms']:.2f})" if s in r.stages else "-"
                  for s in STAGES]
-        table.add_row(r.generator, f"{r.fps:.0f}", "yes" if r.fps >= profile.target_fps else "no",
-                      f"{r.first_frame_s:.2f}", f"{r.peak_mb:.0f}", *cells)
+        latency = (f"{r.live_latency_p50_ms:.0f} ({r.live_latency_p95_ms:.0f}), {r.live_dropped} dropped"
+                   if r.live_latency_p95_ms is not None
+                   else "-")
+        meets_latency = ("-" if r.live_latency_p95_ms is None
+                         else "yes" if r.live_latency_p95_ms <= profile.target_latency_ms and not r.live_dropped else "no")
+        table.add_row(r.generator, f"{r.fps:.0f}", "yes" if r.fps >= profile.target_fps else "no", latency,
+                      meets_latency, f"{r.first_frame_s:.2f}", f"{r.peak_mb:.0f}", *cells)
     Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(table)
     written = save(results, profile.name, output)
     click.echo(f"wrote {written}", err=True)
@@ -367,10 +378,10 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
         return
     if avatar is None:
         raise EdgeRetalkError("--avatar is required (make one with `edge-retalk prepare --face VIDEO -o DIR`)")
-    threads, generator, provider = _device_choice(ctx, device, threads, generator, models)
-    options = LiveOptions(duration=duration, threads=threads or 1, generator=generator, provider=provider,
-                          render=RenderOptions(amplitude=amplitude), stats_every=10.0 if stats else None,
-                          watermark=watermark)
+    settings = _device_settings(ctx, device, threads, generator, models)
+    del settings["tracking_interval"]
+    options = LiveOptions(duration=duration, render=RenderOptions(amplitude=amplitude),
+                          stats_every=10.0 if stats else None, watermark=watermark, **settings)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
                       window, record, not no_label, options)
     report, load_seconds = run_session(setup, on_ready=lambda line: click.echo(line, err=True),

@@ -8,9 +8,9 @@ generator's look-ahead included), but never before real time allows; if that aud
 frame is rendered with silence after a short grace period, and the late audio follows that
 silence. So that such delays cannot add up over hours in a microphone's endless stream, silence
 queued up in it beyond 0.2 s is skipped (streamed speech, such as a TTS engine's, is shown in
-full and in its own time, since the speaker plays it that way). A frame that cannot be finished in time is dropped (and
-counted) rather than letting the picture fall behind; the recording repeats the previous frame
-there, so its sound and picture stay in step.
+full and in its own time, since the speaker plays it that way). When the machine cannot keep up,
+frames are dropped (and counted) rather than letting the picture fall more than two frames
+behind; the recording repeats the previous frame there, so its sound and picture stay in step.
 
 Idle needs no special case: without speech the timeline is silent, so the mouth closes while the
 avatar's loop keeps playing, and speech that starts mid-loop opens it smoothly.
@@ -45,6 +45,7 @@ LOUDNESS_MEMORY_FRAMES = 250
 IDLE_TAIL_SECONDS = 0.5
 LATE_WINDOW_SECONDS = 0.3
 MAX_BACKLOG_SECONDS = 0.2
+MAX_BEHIND_FRAMES = 2
 
 
 class Clock(Protocol):
@@ -352,6 +353,7 @@ class LiveOptions:
     threads: int = 1
     generator: Path | None = None
     provider: str | None = None
+    provider_options: dict[str, str] = field(default_factory=dict)
     render: RenderOptions = field(default_factory=RenderOptions)
     stats_every: float | None = None
     watermark: bool = False
@@ -364,7 +366,8 @@ def live_driver(options: LiveOptions, fps: float) -> LiveDriver:
     """The generator chosen by `options`, ready to be fed from a timeline (its `.generator.name`
     goes into labels)."""
     if options.generator is not None:
-        return _NeuralDriver(NeuralGenerator(options.generator, options.threads, options.provider), fps)
+        return _NeuralDriver(NeuralGenerator(options.generator, options.threads, options.provider,
+                                             options.provider_options), fps)
     return _DefaultDriver(DefaultGenerator(options=options.render), fps)
 
 
@@ -397,6 +400,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
             earliest = start + needed / SAMPLE_RATE
             deadline = earliest + GRACE_SECONDS
             clock.sleep_until(earliest)
+            behind = clock.now() > earliest + MAX_BEHIND_FRAMES / fps
             while True:
                 source.poll(clock.now())
                 wake = min(deadline, source.next_arrival() or deadline)
@@ -413,7 +417,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                 audio = timeline.read(first, last)
                 silent = loudness.is_silent(audio, remember=False)
             frame, points = next(frames)
-            dropped = clock.now() > deadline + 1.0 / fps and last_shown is not None
+            dropped = (behind or clock.now() > deadline + 1.0 / fps) and last_shown is not None
             if dropped:
                 report.dropped += 1
                 shown = last_shown

@@ -50,11 +50,12 @@ def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.nd
 class NeuralGenerator:
     """Runs an exported Wav2Lip-convention generator (any engine) on the lip region."""
 
-    def __init__(self, model: Path, threads: int = 1, provider: str | None = None):
+    def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
+                 provider_options: dict[str, str] | None = None):
         self.manifest, model_file = load_manifest(model)
         if self.manifest.arch != "wav2lip":
             raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not supported by run yet")
-        self.engine = open_engine(model_file, threads, provider)
+        self.engine = open_engine(model_file, threads, provider, provider_options)
         self.name = f"{self.manifest.arch} {self.manifest.format}:{self.manifest.precision}"
         self._mel = np.zeros((80, 1), np.float32)
         self._fps = 25.0

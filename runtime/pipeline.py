@@ -36,7 +36,9 @@ class RunOptions:
     watermark: bool = False
     generator: Path | None = None
     provider: str | None = None
+    provider_options: dict[str, str] = field(default_factory=dict)
     photo_fps: Fraction = PHOTO_FPS
+    tracking_interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     samples = load_audio(audio)
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
-    generator = (NeuralGenerator(options.generator, options.threads, options.provider)
+    generator = (NeuralGenerator(options.generator, options.threads, options.provider, options.provider_options)
                  if options.generator is not None
                  else DefaultGenerator(options=options.render))
     with stage("audio"):
@@ -92,7 +94,7 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
                      metadata) as writer:
         encoder = WriteBehind(writer.write)
         try:
-            for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads))):
+            for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads, options.tracking_interval))):
                 without_face += points is None
                 with stage("generate"):
                     result = generator.generate(frame, points, index)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import platform
 import sys
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -158,13 +158,27 @@ def compare_candidates(profile: BoardProfile, models_dir: Path) -> list[tuple[Pa
     return found
 
 
+def provider_options(profile: BoardProfile, provider: str | None) -> dict[str, str]:
+    """Engine options the profile sets for `provider`: for TensorRT, FP16 and the engine cache
+    (building a TensorRT engine takes minutes on a Jetson; the cache makes it once)."""
+    if provider != "onnxruntime:tensorrt":
+        return {}
+    options = {"trt_fp16_enable": str(profile.tensorrt_fp16)}
+    if profile.tensorrt_engine_cache:
+        options["trt_engine_cache_enable"] = "True"
+        options["trt_engine_cache_path"] = str(Path(profile.tensorrt_engine_cache).expanduser())
+    return options
+
+
 @dataclass(frozen=True)
 class GeneratorChoice:
-    """What a profile chose: an artefact and the accelerator to run it on, or the built-in generator."""
+    """What a profile chose: an artefact, the accelerator to run it on and that accelerator's
+    options, or the built-in generator."""
 
     artefact: Path | None
     provider: str | None
     notes: tuple[str, ...]
+    options: dict[str, str] = field(default_factory=dict)
 
 
 def choose_generator(profile: BoardProfile, models_dir: Path | None) -> GeneratorChoice:
@@ -186,5 +200,5 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None) -> Generato
             continue
         if usable[0] != wanted[0]:
             notes.append(f"{key}: {', '.join(wanted[:wanted.index(usable[0])])} not available here; using {usable[0]}")
-        return GeneratorChoice(path, usable[0], tuple(notes))
+        return GeneratorChoice(path, usable[0], tuple(notes), provider_options(profile, usable[0]))
     raise EdgeRetalkError(f"profile {profile.name}: none of its generators is usable here ({'; '.join(notes)})")

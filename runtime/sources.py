@@ -78,8 +78,10 @@ class FrameCache:
         self._dir.cleanup()
 
 
-def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[TrackedFrame]:
-    """`n_frames` tracked frames of the video: cut if it is longer, ping-pong if shorter."""
+def video_frames(info: FaceInfo, n_frames: int, threads: int, tracking_interval: int = 1) -> Iterator[TrackedFrame]:
+    """`n_frames` tracked frames of the video: cut if it is longer, ping-pong if shorter. With a
+    `tracking_interval` of N, landmarks are found on every Nth frame and held in between (for
+    boards where tracking is the bottleneck and the face moves little)."""
     tracker = FaceTracker(float(info.fps), threads)
     needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + 2
     cache: FrameCache | None = None
@@ -89,8 +91,9 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
         for frame in iter_video_frames(info.path):
             if produced == n_frames:
                 return
-            with stage("track"):
-                points = tracker(frame)
+            if produced % tracking_interval == 0 or last is None:
+                with stage("track"):
+                    points = tracker(frame)
             if needs_replay:
                 cache = cache or FrameCache(frame.shape)
                 cache.append(frame, points)
@@ -106,7 +109,8 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[Tracke
             cache.close()
 
 
-def face_frames(info: FaceInfo, n_frames: int, threads: int = 1) -> Iterator[TrackedFrame]:
+def face_frames(info: FaceInfo, n_frames: int, threads: int = 1, tracking_interval: int = 1) -> Iterator[TrackedFrame]:
     """Frames with landmarks (None where no face) for a photo or a video face source."""
-    source = photo_frames if info.is_image else video_frames
-    return source(info, n_frames, threads)
+    if info.is_image:
+        return photo_frames(info, n_frames, threads)
+    return video_frames(info, n_frames, threads, tracking_interval)

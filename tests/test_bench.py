@@ -18,4 +18,5 @@ def test_bench_reports_every_stage_and_saves(tmp_path):
     assert set(case["stages"]) == {"decode", "track", "audio", "generate", "blend", "encode"}
     assert case["stages"]["decode"]["calls"] >= case["frames"] - 1 and case["fps"] > 0 and case["peak_mb"] > 0
     assert (tmp_path / "boards" / "results" / "generic-x86-64.json").exists()
-    assert "meets fps target" in result.stdout
+    assert "meets fps target" in result.stdout and "meets latency target" in result.stdout
+    assert 50 < case["live_latency_p50_ms"] <= case["live_latency_p95_ms"], "look-ahead plus work, measured live"

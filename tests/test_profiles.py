@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
 from edge_retalk.errors import EdgeRetalkError
 from edge_retalk.export.formats import FORMATS
-from edge_retalk.profiles import PROVIDERS, choose_generator, load_profile, profiles, resolve
+from edge_retalk.engines import open_engine
+from edge_retalk.profiles import PROVIDERS, choose_generator, load_profile, profiles, provider_options, resolve
 
 BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "jetson-nano", "intel-nuc", "intel-n100", "rpi5", "rk3588",
           "generic-x86-64", "generic-arm64"}
@@ -79,3 +82,24 @@ def test_devices_lists_profiles_and_what_runs_here():
     for name in BOARDS:
         assert name in result.stdout
     assert "auto picks:" in result.stdout
+
+
+def test_tensorrt_options_come_from_the_profile_and_fall_back_to_the_cpu(tmp_path):
+    jetson, _ = resolve("jetson")
+    assert provider_options(jetson, "onnxruntime:tensorrt") == {
+        "trt_fp16_enable": "True", "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(Path("~/.cache/edge-retalk/tensorrt").expanduser())}
+    assert provider_options(jetson, "onnxruntime:cpu") == {}
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    cache = tmp_path / "trt-cache"
+    engine = open_engine(model, 1, "onnxruntime:tensorrt", dict(provider_options(jetson, "onnxruntime:tensorrt"),
+                                                                trt_engine_cache_path=str(cache)))
+    assert engine.providers == ["CPUExecutionProvider"], "TensorRT is not installed here"
+    out = engine.run({"x": np.array([[-1.0, 0.0, 2.0, -3.0]], np.float32)})["y"]
+    assert out.tolist() == [[0.0, 0.0, 2.0, 0.0]]

@@ -11,13 +11,15 @@ ORT_PROVIDERS = {"onnxruntime:tensorrt": "TensorrtExecutionProvider", "onnxrunti
                  "onnxruntime:openvino": "OpenVINOExecutionProvider", "onnxruntime:cpu": "CPUExecutionProvider"}
 
 
-def open_engine(model: Path, threads: int = 1, provider: str | None = None):
+def open_engine(model: Path, threads: int = 1, provider: str | None = None, options: dict[str, str] | None = None):
     """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT),
-    on `provider` ("onnxruntime:cuda", "openvino:gpu", ...) or the CPU."""
+    on `provider` ("onnxruntime:cuda", "openvino:gpu", ...) or the CPU; `options` go to that
+    provider (e.g. TensorRT's FP16 and engine cache)."""
     if model.suffix == ".onnx":
         from .onnxruntime import OnnxRuntimeEngine
         chosen = (ORT_PROVIDERS[provider],) if provider in ORT_PROVIDERS else ()
-        return OnnxRuntimeEngine(model, threads, tuple(dict.fromkeys(chosen + ("CPUExecutionProvider",))))
+        return OnnxRuntimeEngine(model, threads, tuple(dict.fromkeys(chosen + ("CPUExecutionProvider",))),
+                                 options if chosen else None)
     if model.suffix == ".xml":
         from .openvino import OpenVINOEngine
         device = provider.split(":")[1].upper() if provider and provider.startswith("openvino:") else "CPU"

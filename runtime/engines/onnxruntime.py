@@ -14,7 +14,8 @@ class OnnxRuntimeEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, model: Path, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    def __init__(self, model: Path, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                 first_provider_options: dict[str, str] | None = None):
         try:
             import onnxruntime
         except ImportError as exc:
@@ -24,8 +25,13 @@ class OnnxRuntimeEngine:
         options.log_severity_level = 3
         available = set(onnxruntime.get_available_providers())
         chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        provider_options = [dict(first_provider_options or {}) if p == providers[0] else {} for p in chosen]
+        cache = provider_options[0].get("trt_engine_cache_path")
+        if cache:
+            Path(cache).mkdir(parents=True, exist_ok=True)
         try:
-            self._session = onnxruntime.InferenceSession(str(model), options, providers=chosen)
+            self._session = onnxruntime.InferenceSession(str(model), options, providers=chosen,
+                                                         provider_options=provider_options)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own hierarchy of errors
             raise EdgeRetalkError(f"{model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
         self.providers = self._session.get_providers()
