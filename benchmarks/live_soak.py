@@ -8,6 +8,8 @@ back. By default the clock is simulated: waits are skipped but all work takes it
 30 minutes run in a few, and the latency figures are those of a real-time run on an otherwise
 idle machine (`--realtime` runs on the wall clock instead). Everything shown is recorded; at the
 end the recording's first and last minute are scored for A/V offset with the evaluation metric.
+`--no-record` leaves the recording out (a kiosk that only shows), to see memory without the mp4's
+growing index.
 Not a test: nothing is asserted.
 """
 
@@ -111,9 +113,10 @@ def first_and_last_offsets(record: Path, total: int, stretch: int, fps: float) -
 @click.option("--speech", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--generator", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--realtime", is_flag=True, help="Run on the wall clock instead of the simulated one.")
+@click.option("--no-record", is_flag=True, help="Show only: no recording, so no A/V offset at the end.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON.")
 def main(minutes: float, face: Path | None, speech: Path | None, generator: Path | None, realtime: bool,
-         output: Path | None) -> None:
+         no_record: bool, output: Path | None) -> None:
     """Run live mode for MINUTES and print latency, drops and memory per minute."""
     face = face or model_path("demo_portrait.png")
     utterance = load_audio(speech or model_path("demo_speech.wav"))
@@ -140,16 +143,18 @@ def main(minutes: float, face: Path | None, speech: Path | None, generator: Path
         options = LiveOptions(duration=minutes * 60, generator=generator, stats_every=60.0)
         driver = live_driver(options, float(avatar.fps))
         record = Path(tmp) / "live.mp4"
-        recorder = Recorder(record, avatar.info.width, avatar.info.height, avatar.fps,
-                            synthetic_metadata(driver.generator.name))
+        recorder = None if no_record else Recorder(record, avatar.info.width, avatar.info.height, avatar.fps,
+                                                   synthetic_metadata(driver.generator.name))
         clock = RealClock() if realtime else SimulatedClock()
         wall = time.perf_counter()
-        report = run_live(avatar, RepeatedSpeech(utterance, minutes * 60), [recorder], driver, options, clock,
+        report = run_live(avatar, RepeatedSpeech(utterance, minutes * 60), [recorder] if recorder else [], driver, options, clock,
                           on_stats=on_stats)
-        recorder.close()
+        if recorder is not None:
+            recorder.close()
         wall = time.perf_counter() - wall
         fps = float(avatar.fps)
-        recorded_frames, first, last = first_and_last_offsets(record, report.frames, int(60 * fps), fps)
+        recorded_frames, first, last = ((0, (0, float("nan")), (0, float("nan"))) if no_record else
+                                        first_and_last_offsets(record, report.frames, int(60 * fps), fps))
 
     summary = {
         "face": face.name, "generator": driver.generator.name, "minutes": minutes,
