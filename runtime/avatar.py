@@ -12,7 +12,6 @@ small array and opening a video, well under a second.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeRetalkError
+from .manifest import sha256_of
 from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
 from .sources import FrameCache, ping_pong_index
 from .tracker import FaceTracker
@@ -54,14 +54,6 @@ class AvatarInfo:
     def to_json(self) -> str:
         fields = dict(self.__dict__, fps=str(self.fps))
         return json.dumps(fields, indent=2) + "\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tracked_source(info: FaceInfo, max_frames: int, threads: int) -> FrameCache:
@@ -123,7 +115,7 @@ def prepare_avatar(face: Path, output: Path, loop_seconds: float = DEFAULT_LOOP_
                         on_progress(k + 1, loop_length)
             np.save(staging / "landmarks.npy", landmarks)
             avatar = AvatarInfo(BUNDLE_VERSION, fps, writer.width, writer.height, loop_length,
-                                int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, _sha256(face),
+                                int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, sha256_of(face),
                                 f"edge-retalk {__version__}")
             (staging / "avatar.json").write_text(avatar.to_json())
             apply_umask(staging, 0o777)

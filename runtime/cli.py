@@ -371,7 +371,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
          list_audio_devices: bool, serve: str, no_serve: bool, window: bool | None, record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
          threads: int | None, amplitude: float, no_label: bool, watermark: bool) -> None:
-    """Animate AVATAR with speech as it arrives, in real time."""
+    """Animate the --avatar bundle with speech as it arrives, in real time (see it at --serve)."""
     if list_audio_devices:
         for index, name, channels, rate in audio_devices():
             click.echo(f"{index}: {name} ({channels} channels, {rate} Hz)")

@@ -17,6 +17,7 @@ from .errors import EdgeRetalkError
 from .labels import synthetic_metadata
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
 from .live_outputs import MjpegServer, Recorder, Window
+from .pipeline import check_output
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,8 @@ class LiveSetup:
 
 
 def check_recording(record: Path, avatar: Path) -> None:
-    """A recording is a new .mp4 in an existing folder, never inside the avatar bundle."""
-    if record.suffix.lower() != ".mp4":
-        raise EdgeRetalkError(f"{record}: the recording must be an .mp4 file")
-    if not record.parent.is_dir():
-        raise EdgeRetalkError(f"{record.parent}: folder does not exist")
-    if record.is_dir():
-        raise EdgeRetalkError(f"{record}: is a folder")
+    """A recording is an .mp4 in an existing folder, as for `run`, and never inside the avatar bundle."""
+    check_output(record)
     if record.resolve().is_relative_to(avatar.resolve()):
         raise EdgeRetalkError(f"{record}: would write inside the avatar bundle")
 
