@@ -92,16 +92,17 @@ DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise t
 
 def _device_settings(ctx: click.Context, device: str | None, threads: int | None, generator: Path | None,
                      models: Path) -> dict:
-    """Threads, generator, execution provider and its options, and tracking interval from the board
-    profile named by --device (if any), saying what was picked and why; explicit options win."""
+    """Threads, generator, execution provider and its options, tracking interval and batch from the
+    board profile named by --device (if any), saying what was picked and why; explicit options win."""
     settings = {"threads": threads or 1, "generator": generator, "provider": None, "provider_options": {},
-                "tracking_interval": 1}
+                "tracking_interval": 1, "batch": 1}
     device = device or (ctx.obj or {}).get("device")
     if device is None:
         return settings
     profile, reason = resolve(device)
     click.echo(f"device: {profile.name} ({reason})", err=True)
-    settings.update(threads=threads or profile.threads, tracking_interval=profile.tracking_interval)
+    settings.update(threads=threads or profile.threads, tracking_interval=profile.tracking_interval,
+                    batch=profile.batch)
     if generator is None:
         choice = choose_generator(profile, models)
         for note in choice.notes:
@@ -142,17 +143,20 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
               help="Frame rate of the output when the face is a photo.")
 @click.option("--generator", type=InputFile, help="An exported generator (.onnx or .tflite, with its manifest) "
               "instead of the built-in one.")
+@click.option("--batch", type=click.IntRange(1, 64), default=None,
+              help="Frames per call of an exported generator [default: 1, or the --device profile's].")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
 @click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int | None, device: str | None,
         models: Path, crf: int, preset: str, amplitude: float, photo_fps: float, generator: Path | None,
-        no_label: bool, watermark: bool, quiet: bool) -> None:
+        batch: int | None, no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
+    settings = _device_settings(ctx, device, threads, generator, models)
+    settings["batch"] = batch or settings["batch"]
     options = RunOptions(crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude), label=not no_label,
-                         watermark=watermark, photo_fps=Fraction(photo_fps).limit_denominator(1001),
-                         **_device_settings(ctx, device, threads, generator, models))
+                         watermark=watermark, photo_fps=Fraction(photo_fps).limit_denominator(1001), **settings)
     _run(face, audio, output, options, quiet)
 
 
@@ -379,7 +383,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
     if avatar is None:
         raise EdgeRetalkError("--avatar is required (make one with `edge-retalk prepare --face VIDEO -o DIR`)")
     settings = _device_settings(ctx, device, threads, generator, models)
-    del settings["tracking_interval"]
+    del settings["tracking_interval"], settings["batch"]
     options = LiveOptions(duration=duration, render=RenderOptions(amplitude=amplitude),
                           stats_every=10.0 if stats else None, watermark=watermark, **settings)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),

@@ -213,6 +213,10 @@ class DefaultGenerator:
         self._openings = np.clip(smooth_opening(opening), 0.0, MAX_OPENING)
         return self._openings
 
+    def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:
+        """`generate` for each (frame, landmarks, index): this generator gains nothing from batches."""
+        return [self.generate(*item) for item in items]
+
     def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
         """Frame `index` with its mouth rewritten (unchanged when there is no face)."""
         if points is None:

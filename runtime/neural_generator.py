@@ -63,21 +63,52 @@ class NeuralGenerator:
     def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> None:
         self._mel, self._fps = log_mel(samples), fps
 
+    @property
+    def max_batch(self) -> int | None:
+        """How many frames one engine call may take: None when the batch axis is dynamic, else its size."""
+        first = self.manifest.inputs[0].shape[0]
+        return first if isinstance(first, int) else None
+
     def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
         """Frame `index` with its lip region generated from the prepared audio."""
-        return self.generate_from_window(frame, points, mel_window(self._mel, index, self._fps, self.manifest.mel_steps))
+        return self.generate_batch([(frame, points, index)])[0]
+
+    def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:
+        """Frames (frame, landmarks, index) with their lip regions generated from the prepared audio,
+        through the network in as few calls as its batch axis allows."""
+        windows = [mel_window(self._mel, index, self._fps, self.manifest.mel_steps) for _, _, index in items]
+        return self.generate_from_windows([(frame, points) for frame, points, _ in items], windows)
 
     def generate_from_window(self, frame: np.ndarray, points: np.ndarray | None, window: np.ndarray) -> np.ndarray:
         """`frame` with its lip region generated from `window`, the frame's (80, mel_steps) mel frames."""
-        if points is None:
-            return frame
-        box, region = face_box(points, frame.shape), mouth_region(points, frame.shape)
-        if box is None or region is None:
-            return frame
-        face = wav2lip_face(frame, box, self.manifest.face_size)
-        mel = window[None, None].astype(np.float32)
+        return self.generate_from_windows([(frame, points)], [window])[0]
+
+    def generate_from_windows(self, items: list[tuple[np.ndarray, np.ndarray | None]],
+                              windows: list[np.ndarray]) -> list[np.ndarray]:
+        """Each (frame, landmarks) with its lip region generated from its mel window; frames
+        without a usable face come back unchanged."""
+        results = [frame for frame, _ in items]
+        todo = []
+        for position, (frame, points) in enumerate(items):
+            if points is None:
+                continue
+            box, region = face_box(points, frame.shape), mouth_region(points, frame.shape)
+            if box is not None and region is not None:
+                todo.append((position, box, region))
+        step = self.max_batch or len(todo) or 1
         names = [spec.name for spec in self.manifest.inputs]
-        output = next(iter(self.engine.run({names[0]: mel, names[1]: face[None]}).values()))[0]
+        for first in range(0, len(todo), step):
+            chunk = todo[first:first + step]
+            faces = np.stack([wav2lip_face(items[p][0], box, self.manifest.face_size) for p, box, _ in chunk])
+            mels = np.stack([windows[p][None] for p, _, _ in chunk]).astype(np.float32)
+            outputs = next(iter(self.engine.run({names[0]: mels, names[1]: faces}).values()))
+            for (position, box, region), output in zip(chunk, outputs):
+                results[position] = self._paste(items[position][0], output, box, region)
+        return results
+
+    @staticmethod
+    def _paste(frame: np.ndarray, output: np.ndarray, box: tuple[int, int, int, int], region) -> np.ndarray:
+        """The network's 96x96 output resized into the face box, pasted through the lip-region mask."""
         x0, y0, x1, y1 = box
         generated = cv2.resize(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8),
                                (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)

@@ -39,6 +39,7 @@ class RunOptions:
     provider_options: dict[str, str] = field(default_factory=dict)
     photo_fps: Fraction = PHOTO_FPS
     tracking_interval: int = 1
+    batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,27 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
                      metadata) as writer:
         encoder = WriteBehind(writer.write)
-        try:
-            for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads, options.tracking_interval))):
-                without_face += points is None
-                with stage("generate"):
-                    result = generator.generate(frame, points, index)
+        pending: list[tuple] = []
+
+        def flush() -> None:
+            with stage("generate"):
+                results = generator.generate_batch(pending)
+            for (frame, _, index), result in zip(pending, results):
                 encoder.put(draw_watermark(result.copy() if result is frame else result) if options.watermark
                             else result)
                 if on_progress is not None:
                     on_progress(index + 1, n_frames)
+            pending.clear()
+
+        try:
+            for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads,
+                                                                           options.tracking_interval))):
+                without_face += points is None
+                pending.append((frame, points, index))
+                if len(pending) >= options.batch:
+                    flush()
+            if pending:
+                flush()
         finally:
             encoder.finish()
         if without_face == n_frames:

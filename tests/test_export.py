@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the export toolchain needs PyTorch: pip install '.[export]'")
@@ -14,6 +15,7 @@ from edge_retalk.errors import EdgeRetalkError  # noqa: E402
 from edge_retalk.export.checkpoints import load_checkpoint, read_state_dict  # noqa: E402
 from edge_retalk.export.models.wav2lip import Wav2Lip  # noqa: E402
 from edge_retalk.manifest import load_manifest  # noqa: E402
+from edge_retalk.media import iter_video_frames  # noqa: E402
 from official_layout import LAYOUTS, write_official  # noqa: E402
 
 
@@ -133,6 +135,21 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
                          "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
         assert result.returncode == 0, result.stderr
         assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip {target}"
+        if target in ("onnx:fp32", "tflite:int8"):
+            # eight frames per network call where the batch axis is dynamic, one at a time where it is not
+            batched = tmp_path / f"out-{fmt}-{precision}-batch8.mp4"
+            assert run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
+                           "unitychan_univ0003.wav", "--generator", model, "--batch", "8", "-o", batched,
+                           "-q").returncode == 0
+            pairs = list(zip(iter_video_frames(video), iter_video_frames(batched)))
+            assert pairs and all(np.abs(a.astype(int) - b.astype(int)).mean() < 0.5 for a, b in pairs)
+    avatar = tmp_path / "avatar"
+    assert run_cli("prepare", "--face", data / "portraits" / "photo_einstein.png", "-o", avatar).returncode == 0
+    recording = tmp_path / "live-neural.mp4"
+    result = run_cli("live", "--avatar", avatar, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
+                     "--generator", out_dir / "wav2lip.int8.xml", "--record", recording, "--no-serve", "--stats")
+    assert result.returncode == 0 and "latency p50" in result.stderr, result.stderr
+    assert json.loads(run_cli("inspect", recording, "--json").stdout)["generator"] == "wav2lip openvino:int8"
     result = run_cli("--device", "jetson", "run", "--face", data / "portraits" / "photo_einstein.png", "--audio",
                      data / "speech" / "unitychan_univ0003.wav", "--models", out_dir, "-o", tmp_path / "jetson.mp4")
     assert result.returncode == 0, result.stderr
