@@ -27,6 +27,7 @@ from .errors import EdgeRetalkError
 from .manifest import sha256_of
 from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
 from .sources import FrameCache, ping_pong_index
+from .stream import raise_if_interrupted
 from .tracker import FaceTracker
 
 BUNDLE_VERSION = 1
@@ -107,6 +108,7 @@ def prepare_avatar(face: Path, output: Path, loop_seconds: float = DEFAULT_LOOP_
             height, width = cache.shape[:2]
             with VideoWriter(staging / "loop.mp4", width, height, fps, None, crf=LOOP_CRF) as writer:
                 for k in range(loop_length):
+                    raise_if_interrupted()
                     frame, points = cache[ping_pong_index(k, len(cache))]
                     writer.write(frame)
                     if points is not None:

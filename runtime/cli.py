@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from .live_session import LiveSetup, run_session
 from .bench import make_workload, run_case_isolated, save
 from .profiles import (available_providers, choose_generator, compare_candidates, detect, profiles, provider_options,
                        resolve)
+from .stream import interrupted
 from .timing import STAGES
 
 stderr = Console(stderr=True)
@@ -407,8 +409,16 @@ def demo(output: Path, quiet: bool) -> None:
         click.echo(f"demo video written to {report.output.resolve()}")
 
 
+def _interrupt(signum: int, frame) -> None:
+    interrupted.set()
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback.
+    Ctrl-C and SIGTERM (a service being stopped) end a run without leaving a partial output."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except EdgeRetalkError as exc:

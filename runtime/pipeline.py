@@ -16,7 +16,7 @@ from .labels import draw_watermark, synthetic_metadata
 from .neural_generator import NeuralGenerator
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
-from .stream import WriteBehind, read_ahead
+from .stream import WriteBehind, raise_if_interrupted, read_ahead
 from .timing import stage
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
         try:
             for index, (frame, points) in enumerate(read_ahead(face_frames(info, n_frames, options.threads,
                                                                            options.tracking_interval))):
+                raise_if_interrupted()
                 without_face += points is None
                 pending.append((frame, points, index))
                 if len(pending) >= options.batch:

@@ -12,6 +12,15 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
+interrupted = threading.Event()
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt once Ctrl-C or SIGTERM has arrived. The signal handler raises it too,
+    but where it happens to run inside a callback from C the exception is swallowed; long loops
+    call this so that an interrupt always ends the run."""
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 class _Failure:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from conftest import run_cli
 from edge_retalk.media import read_image
@@ -105,7 +106,8 @@ def test_unknown_option(tmp_path, face, speech):
     assert_refused(result, tmp_path, "No such option")
 
 
-def test_ctrl_c_leaves_no_partial_output(data, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_leaves_no_partial_output(data, tmp_path, stop):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     command = [sys.executable, "-c", "from edge_retalk.cli import main; main()", "run",
@@ -117,7 +119,7 @@ def test_ctrl_c_leaves_no_partial_output(data, tmp_path):
         time.sleep(0.1)
     assert any(out_dir.iterdir()), "the run never started writing"
     time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "interrupted"
