@@ -167,7 +167,7 @@ class TcpSource(_ThreadedSource):
         super().__init__()
         self.name = f"tcp://{host}:{port}"
         self.sample_rate = sample_rate
-        PcmDecoder(sample_rate)
+        PcmDecoder(sample_rate)  # refuses an impossible rate now, not when the first sender connects
         try:
             self._server = socket.create_server((host, port))
         except OSError as exc:

@@ -32,8 +32,8 @@ from .avatar import Avatar
 from .errors import EdgeRetalkError
 from .labels import draw_watermark
 from .generator import MAX_OPENING, DefaultGenerator, RenderOptions
-from .mouth_model import CONTEXT_BEFORE, mel_centre, mel_features, pool_bands, samples_needed, smooth_latest, voiced
-from .mouth_model import SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS
+from .mouth_model import (CONTEXT_BEFORE, SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS, mel_centre, mel_features,
+                          pool_bands, samples_needed, smooth_latest, voiced)
 from .neural_generator import NeuralGenerator
 from .stream import read_ahead
 from .timing import memory_mb, peak_memory_mb
@@ -269,8 +269,9 @@ class _DefaultDriver:
         centre = int(mel_centre(index, self.fps))
         first_mel = centre - CONTEXT_BEFORE
         mel = _segment_mel(timeline, first_mel, self.samples_needed(index))
-        new = slice(2 + CONTEXT_BEFORE - (centre - int(mel_centre(index - 1, self.fps))), 2 + CONTEXT_BEFORE)
-        spectrum = self._spectrum.update(mel[:, new])
+        # the mel frames since the previous video frame's centre feed the running mean spectrum once
+        since_previous = centre - int(mel_centre(index - 1, self.fps))
+        spectrum = self._spectrum.update(mel[:, 2 + CONTEXT_BEFORE - since_previous:2 + CONTEXT_BEFORE])
         z = self.generator.model.predict(mel_features(mel, self.fps, 1, index, first_mel - 2, spectrum))
         opening = self.generator.target_opening(z, np.array([silent]))[0]
         self._raw.append(float(opening))
