@@ -147,7 +147,8 @@ def main(minutes: float, face: Path | None, speech: Path | None, generator: Path
                                                    synthetic_metadata(driver.generator.name))
         clock = RealClock() if realtime else SimulatedClock()
         wall = time.perf_counter()
-        report = run_live(avatar, RepeatedSpeech(utterance, minutes * 60), [recorder] if recorder else [], driver, options, clock,
+        outputs = [recorder] if recorder else []
+        report = run_live(avatar, RepeatedSpeech(utterance, minutes * 60), outputs, driver, options, clock,
                           on_stats=on_stats)
         if recorder is not None:
             recorder.close()

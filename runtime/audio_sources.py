@@ -97,7 +97,9 @@ class _ThreadedSource:
     name = "source"
     continuous = False
 
-    def __init__(self) -> None:
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
+        self.sample_rate = sample_rate
+        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
         self._closing = threading.Event()
         self._ended = threading.Event()
         self._error: BaseException | None = None
@@ -141,11 +143,10 @@ class StreamSource(_ThreadedSource):
     """Raw PCM from a byte stream (stdin by default) until its end."""
 
     def __init__(self, sample_rate: int, stream: BinaryIO | None = None):
-        super().__init__()
+        super().__init__(sample_rate)
         self.name = "stdin"
         self._decoder = PcmDecoder(sample_rate)
         self._stream = stream or sys.stdin.buffer
-        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
 
     def _read(self, timeline: AudioTimeline) -> None:
         descriptor = self._stream.fileno()
@@ -164,16 +165,14 @@ class TcpSource(_ThreadedSource):
     Senders are served one after another until the run is stopped."""
 
     def __init__(self, host: str, port: int, sample_rate: int):
-        super().__init__()
+        super().__init__(sample_rate)
         self.name = f"tcp://{host}:{port}"
-        self.sample_rate = sample_rate
         PcmDecoder(sample_rate)  # refuses an impossible rate now, not when the first sender connects
         try:
             self._server = socket.create_server((host, port))
         except OSError as exc:
             raise EdgeRetalkError(f"{self.name}: cannot listen ({exc.strerror or exc})") from None
         self._server.settimeout(0.2)
-        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
 
     @property
     def port(self) -> int:
@@ -246,10 +245,9 @@ class MicSource(_ThreadedSource):
     continuous = True
 
     def __init__(self, device: str | None = None, sample_rate: int | None = None):
-        super().__init__()
         self._pyaudio = _pyaudio()
         self._device, default_rate = find_audio_device(device)
-        self.sample_rate = sample_rate or default_rate
+        super().__init__(sample_rate or default_rate)
         self.name = f"mic {device or 'default'}"
         self._decoder = PcmDecoder(self.sample_rate)
         with native_stderr_silenced():

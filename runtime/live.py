@@ -376,7 +376,8 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
              options: LiveOptions | None = None, clock: Clock | None = None, stop: threading.Event | None = None,
              on_stats: Callable[[LiveReport], None] | None = None) -> LiveReport:
     """Drive `avatar` with speech from `source` until the source ends, `options.duration` passes
-    or `stop` is set; every frame goes to every output."""
+    or `stop` is set; every frame goes to every output. The caller owns (and closes) the source
+    and the outputs."""
     options = options or LiveOptions()
     clock = clock or RealClock()
     stop = stop or threading.Event()
@@ -435,18 +436,22 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
             last_shown = shown
             timeline.played(last)
             report.frames += 1
-            report.gaps_in_speech = timeline.gaps_in_speech
             index += 1
             report.seconds = index / fps
             if next_stats is not None and report.seconds >= next_stats and on_stats is not None:
-                report.memory_mb, report.peak_memory_mb = memory_mb(), peak_memory_mb()
+                _measure(report, timeline)
                 on_stats(report)
                 next_stats += options.stats_every
     finally:
-        source.close()
         frames.close()
-    report.memory_mb, report.peak_memory_mb = memory_mb(), peak_memory_mb()
+    _measure(report, timeline)
     return report
+
+
+def _measure(report: LiveReport, timeline: AudioTimeline) -> None:
+    """Fill in the figures that are read rather than counted frame by frame."""
+    report.gaps_in_speech = timeline.gaps_in_speech
+    report.memory_mb, report.peak_memory_mb = memory_mb(), peak_memory_mb()
 
 
 def require_frames(report: LiveReport) -> None:
