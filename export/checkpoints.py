@@ -61,8 +61,13 @@ class KeyAudit:
         return "; ".join(parts)
 
 
-def audit_keys(model: nn.Module, state: dict[str, torch.Tensor]) -> KeyAudit:
-    expected = model.state_dict()
+def expected_keys(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The model's state dict without the keys under `exclude` (parts loaded from elsewhere)."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(exclude)}
+
+
+def audit_keys(model: nn.Module, state: dict[str, torch.Tensor], exclude: tuple[str, ...] = ()) -> KeyAudit:
+    expected = expected_keys(model, exclude)
     return KeyAudit(
         missing=sorted(set(expected) - set(state)),
         unexpected=sorted(set(state) - set(expected)),
@@ -71,12 +76,15 @@ def audit_keys(model: nn.Module, state: dict[str, torch.Tensor]) -> KeyAudit:
     )
 
 
-def load_checkpoint(model: nn.Module, path: Path, allow_partial: bool = False) -> nn.Module:
-    """Load `path` into `model` (eval mode); any key mismatch fails unless `allow_partial`."""
+def load_checkpoint(model: nn.Module, path: Path, allow_partial: bool = False,
+                    exclude: tuple[str, ...] = ()) -> nn.Module:
+    """Load `path` into `model` (eval mode); any key mismatch fails unless `allow_partial`.
+    Keys under `exclude` are neither expected nor loaded (e.g. ENet's copy of LNet)."""
     state = read_state_dict(path)
-    audit = audit_keys(model, state)
+    audit = audit_keys(model, state, exclude)
     if not audit.clean and not allow_partial:
         raise EdgeRetalkError(f"{path}: does not match the {type(model).__name__} layout: {audit.describe()}")
-    usable = {k: v for k, v in state.items() if k in model.state_dict() and v.shape == model.state_dict()[k].shape}
+    expected = expected_keys(model, exclude)
+    usable = {k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape}
     model.load_state_dict(usable, strict=False)
     return model.eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,10 @@ def onnx_fp32(job: ExportJob, target: Path) -> Path:
     cached = job.work_dir / "fp32.onnx"
     if not cached.exists():
         axes = {name: {0: "batch"} for name in job.input_names + job.output_names}
-        torch.onnx.export(job.model, job.example, str(cached), input_names=job.input_names,
-                          output_names=job.output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(job.model, job.example, str(cached), input_names=job.input_names,
+                              output_names=job.output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     shutil.copyfile(cached, target)
     return target
 
@@ -33,7 +36,9 @@ def onnx_fp16(job: ExportJob, target: Path) -> Path:
     from onnxconverter_common import float16
 
     fp32 = onnx_fp32(job, job.work_dir / "fp16-source.onnx")
-    converted = float16.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = float16.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
     onnx.save(converted, str(target))
     return target
 

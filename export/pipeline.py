@@ -1,31 +1,39 @@
-"""`edge-retalk export`: checkpoint in, checked artefacts with manifests and a report out."""
+"""`edge-retalk export`: checkpoint in, checked artefacts with manifests and a report out.
+
+An architecture is exported as one or more parts (Wav2Lip: the generator; VideoReTalking: the
+generator and the style encoder it needs once per reference). Every target is converted part by
+part, then the chained artefacts are checked against PyTorch on held-out real inputs before
+anything is kept. A target that fails is reported with its reason and the others go on.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from ..audio import log_mel
 from ..engines import open_engine
 from ..errors import EdgeRetalkError
 from ..manifest import Manifest, TensorSpec, sha256_of, write_manifest
 from ..media import iter_video_frames, load_audio, probe_face
-from ..audio import log_mel
 from ..neural_generator import face_box, wav2lip_inputs
 from ..tracker import FaceTracker
 from .checkpoints import load_checkpoint
-from .formats import FORMATS
+from .formats import FORMATS, ExportFormat
 from .job import ExportJob
-from .models.wav2lip import FACE_SIZE, MEL_STEPS, Wav2Lip
-from .report import ArtefactReport, median_latency_ms, psnr_db, write_report
+from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, write_report
 
 log = logging.getLogger(__name__)
 
-INPUTS, OUTPUTS = ["mel", "face"], ["generated"]
+ARCHES = ("wav2lip", "videoretalking")
+MEL_STEPS = 16
 STATIC_BATCH_FORMATS = {"tflite"}
 
 
@@ -35,8 +43,8 @@ def converter(name: str):
     return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
-def real_inputs(video: Path, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Wav2Lip inputs (mel windows and face crops) from the frames of a real talking-head video."""
+def real_inputs(video: Path, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network inputs (mel windows and face crops at `size`) from the frames of a real talking-head video."""
     info = probe_face(video)
     fps = float(info.fps)
     mel = log_mel(load_audio(video))
@@ -46,12 +54,12 @@ def real_inputs(video: Path, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
         points = tracker(frame)
         box = face_box(points, frame.shape) if points is not None else None
         if box is not None:
-            m, f = wav2lip_inputs(frame, box, mel, index, fps, FACE_SIZE, MEL_STEPS)
+            m, f = wav2lip_inputs(frame, box, mel, index, fps, size, MEL_STEPS)
             mels.append(m)
             faces.append(f)
         if len(mels) == limit:
             break
-    if len(mels) < 8:
+    if len(mels) < 4:
         raise EdgeRetalkError(f"{video}: too few frames with a face for calibration ({len(mels)})")
     return np.stack(mels), np.stack(faces)
 
@@ -62,62 +70,183 @@ def artefact_files(target: Path) -> list[Path]:
     return [target, weights] if target.suffix == ".xml" and weights.exists() else [target]
 
 
-def companions_of(target: Path) -> dict[str, str]:
-    """Checksums of the files a model needs beside it."""
-    return {f.name: sha256_of(f) for f in artefact_files(target)[1:]}
+@dataclass
+class Part:
+    """One network of an architecture, exported to its own file with its own manifest."""
+
+    arch: str
+    job: ExportJob
+    shapes: dict[str, list[int]]
+    face_size: int
 
 
-def export_wav2lip(checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,
-                   allow_partial: bool = False) -> list[ArtefactReport]:
-    """Export a Wav2Lip checkpoint to each target, checking every artefact against PyTorch first."""
+@dataclass
+class Plan:
+    """What to export for one checkpoint: its parts, held-out inputs, the PyTorch reference
+    outputs on them, how the parts chain into the generated crop, and what runs per frame once
+    per-reference work is done (for latency)."""
+
+    parts: list[Part]
+    held_out: dict[str, np.ndarray]
+    reference: np.ndarray
+    chain: Callable[[dict[str, Callable], dict[str, np.ndarray]], np.ndarray]
+    per_frame: Callable[[dict[str, Callable], dict[str, np.ndarray]], Callable[[], np.ndarray]]
+    scratch: tempfile.TemporaryDirectory = field(default_factory=lambda: tempfile.TemporaryDirectory(
+        prefix="edge-retalk-export-"))
+
+    def job_dir(self, name: str) -> Path:
+        folder = Path(self.scratch.name) / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
+
+def wav2lip_plan(checkpoint: Path, calib: Path, allow_partial: bool) -> Plan:
+    from .models.wav2lip import FACE_SIZE, Wav2Lip
+
+    model = load_checkpoint(Wav2Lip(), checkpoint, allow_partial)
+    mels, faces = real_inputs(calib, FACE_SIZE, limit=64)
+    held_out = {"mel": mels[1::2], "face": faces[1::2]}
+    with torch.no_grad():
+        reference = model(torch.from_numpy(held_out["mel"]), torch.from_numpy(held_out["face"])).numpy()
+    def chain(run: dict[str, Callable], x: dict[str, np.ndarray]) -> np.ndarray:
+        return run["wav2lip"](x["mel"], x["face"])
+
+    plan = Plan([], held_out, reference, chain, lambda run, x: lambda: chain(run, x))
+    job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1])), ["mel", "face"],
+                    ["generated"], {"mel": mels[::2], "face": faces[::2]}, plan.job_dir("wav2lip"))
+    plan.parts.append(Part("wav2lip", job, {"mel": [1, 80, MEL_STEPS], "face": [6, FACE_SIZE, FACE_SIZE],
+                                            "generated": [3, FACE_SIZE, FACE_SIZE]}, FACE_SIZE))
+    return plan
+
+
+def videoretalking_plan(checkpoint: Path, enet_checkpoint: Path | None, calib: Path, allow_partial: bool) -> Plan:
+    from .models.enet import FACE_SIZE, STYLE_FEATURES, ENet, StyleEncoder
+    from .models.lnet import LNet, fold_spectral_norm
+
+    if enet_checkpoint is None:
+        raise EdgeRetalkError("--arch videoretalking needs --enet ENet.pth beside --checkpoint LNet.pth")
+    lnet = load_checkpoint(LNet(), checkpoint, allow_partial)
+    model = fold_spectral_norm(load_checkpoint(ENet(lnet), enet_checkpoint, allow_partial, exclude=("low_res.",)))
+    mels, faces = real_inputs(calib, FACE_SIZE, limit=12)
+    with torch.no_grad():
+        styles = model.style_code(torch.from_numpy(faces[:, 3:])).numpy()
+        held_out = {"mel": mels[1::2], "face": faces[1::2]}
+        reference = model(torch.from_numpy(held_out["mel"]), torch.from_numpy(held_out["face"]),
+                          torch.from_numpy(styles[1::2])).numpy()
+
+    def chain(run: dict[str, Callable], x: dict[str, np.ndarray]) -> np.ndarray:
+        return run["videoretalking"](x["mel"], x["face"], run["videoretalking_style"](x["face"][:, 3:]))
+
+    def per_frame(run: dict[str, Callable], x: dict[str, np.ndarray]) -> Callable[[], np.ndarray]:
+        style = run["videoretalking_style"](x["face"][:, 3:])
+        return lambda: run["videoretalking"](x["mel"], x["face"], style)
+
+    plan = Plan([], held_out, reference, chain, per_frame)
+    style_job = ExportJob(StyleEncoder(model), (torch.from_numpy(faces[:1, 3:]),), ["reference"], ["style"],
+                          {"reference": np.ascontiguousarray(faces[::2, 3:])}, plan.job_dir("style"))
+    generator_job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1]),
+                                      torch.from_numpy(styles[:1])), ["mel", "face", "style"], ["generated"],
+                              {"mel": mels[::2], "face": faces[::2], "style": styles[::2]}, plan.job_dir("generator"))
+    plan.parts += [
+        Part("videoretalking_style", style_job, {"reference": [3, FACE_SIZE, FACE_SIZE], "style": [STYLE_FEATURES]},
+             FACE_SIZE),
+        Part("videoretalking", generator_job, {"mel": [1, 80, MEL_STEPS], "face": [6, FACE_SIZE, FACE_SIZE],
+                                               "style": [STYLE_FEATURES], "generated": [3, FACE_SIZE, FACE_SIZE]},
+             FACE_SIZE),
+    ]
+    return plan
+
+
+def _engine_call(target: Path) -> Callable:
+    """A function of the model's inputs, in the exported order, returning its first output."""
+    engine = open_engine(target)
+    names, output = engine.input_names, engine.output_names[0]
+    return lambda *inputs: engine.run(dict(zip(names, inputs)))[output]
+
+
+def _write_manifest(part: Part, spec: ExportFormat, target: Path, source_sha: str, out_dir: Path,
+                    style_encoder: Path | None) -> None:
+    engine = open_engine(target)
+    batch = 1 if spec.format in STATIC_BATCH_FORMATS else "batch"
+    own = [part.job.input_names, part.job.output_names]
+    companions = {f.name: sha256_of(f) for f in artefact_files(target)[1:]}
+    if style_encoder is not None:
+        companions.update({f.name: sha256_of(f) for f in artefact_files(style_encoder)})
+    manifest = Manifest(
+        arch=part.arch, format=spec.format, precision=spec.precision, file=target.name, sha256=sha256_of(target),
+        companions=companions, source_sha256=source_sha,
+        inputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32")
+                for name, ours in zip(engine.input_names, own[0])],
+        outputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32")
+                 for name, ours in zip(engine.output_names, own[1])],
+        layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=part.face_size, mel_steps=MEL_STEPS,
+        exporter=f"edge-retalk export (torch {torch.__version__})",
+        style_encoder=style_encoder.name if style_encoder is not None else "")
+    write_manifest(manifest, out_dir)
+
+
+def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: str, latency: bool) -> ArtefactReport:
+    written: list[Path] = []
+    try:
+        targets = {}
+        for part in plan.parts:
+            target = out_dir / spec.file_name(part.arch)
+            converter(spec.converter)(part.job, target)
+            written += artefact_files(target)
+            targets[part.arch] = target
+        run = {arch: _engine_call(target) for arch, target in targets.items()}
+        produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
+                                   for i in range(len(plan.reference))])
+        quality = psnr_db(plan.reference, produced)
+        if quality < spec.min_psnr_db:
+            raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
+                                  f"needs {spec.min_psnr_db:.0f} dB)")
+        style = targets.get("videoretalking_style")
+        for part in plan.parts:
+            _write_manifest(part, spec, targets[part.arch], source_sha, out_dir,
+                            style if part.arch != "videoretalking_style" else None)
+    except BaseException:
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
+    first = {k: v[:1] for k, v in plan.held_out.items()}
+    batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}
+    main = targets[plan.parts[-1].arch]
+    batch1_ms = median_latency_ms(plan.per_frame(run, first)) if latency else float("nan")
+    batch8_ms = median_latency_ms(plan.per_frame(run, batch8)) \
+        if latency and spec.format not in STATIC_BATCH_FORMATS else float("nan")
+    return ArtefactReport(spec.key, main.name, sum(f.stat().st_size for f in written) / 1e6, quality,
+                          float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms)
+
+
+def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,
+                 enet_checkpoint: Path | None = None,
+                 allow_partial: bool = False, latency: bool = True) -> tuple[list[ArtefactReport], list[TargetFailure]]:
+    """Export a checkpoint to each target, checking every artefact against PyTorch first, and
+    (unless `latency` is off) timing each at batch 1 and 8.
+
+    Returns the report rows of the targets written and the failures (target and reason) of the others."""
     unknown = [t for t in targets if t not in FORMATS]
     if unknown:
         raise EdgeRetalkError(f"unknown export target {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    model = load_checkpoint(Wav2Lip(), checkpoint, allow_partial)
-    mels, faces = real_inputs(calib)
-    held_out = (mels[1::2], faces[1::2])
-    with torch.no_grad():
-        reference = model(torch.from_numpy(held_out[0]), torch.from_numpy(held_out[1])).numpy()
+    if arch not in ARCHES:
+        raise EdgeRetalkError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
+    if arch == "wav2lip":
+        plan = wav2lip_plan(checkpoint, calib, allow_partial)
+    else:
+        plan = videoretalking_plan(checkpoint, enet_checkpoint, calib, allow_partial)
     out_dir.mkdir(parents=True, exist_ok=True)
-    source_sha = sha256_of(checkpoint)
-    rows = []
-    scratch = tempfile.TemporaryDirectory(prefix="edge-retalk-export-")
-    job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1])), INPUTS, OUTPUTS,
-                    {"mel": mels[::2], "face": faces[::2]}, Path(scratch.name))
-    for key in targets:
-        spec = FORMATS[key]
-        target = out_dir / spec.file_name()
-        converter(spec.converter)(job, target)
-        engine = open_engine(target)
-        mel_name, face_name = engine.input_names
-        output_name = engine.output_names[0]
-
-        def infer(mel: np.ndarray, face: np.ndarray) -> np.ndarray:
-            return engine.run({mel_name: mel, face_name: face})[output_name]
-
-        produced = np.concatenate([infer(m[None], f[None]) for m, f in zip(*held_out)])
-        quality = psnr_db(reference, produced)
-        if quality < spec.min_psnr_db:
-            for file in artefact_files(target):
-                file.unlink(missing_ok=True)
-            raise EdgeRetalkError(f"{key}: the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
-                                  f"needs {spec.min_psnr_db:.0f} dB); nothing written")
-        batch = 1 if spec.format in STATIC_BATCH_FORMATS else "batch"
-        manifest = Manifest(
-            arch="wav2lip", format=spec.format, precision=spec.precision, file=target.name,
-            sha256=sha256_of(target), companions=companions_of(target), source_sha256=source_sha,
-            inputs=[TensorSpec(mel_name, [batch, 1, 80, MEL_STEPS], "float32"),
-                    TensorSpec(face_name, [batch, 6, FACE_SIZE, FACE_SIZE], "float32")],
-            outputs=[TensorSpec(output_name, [batch, 3, FACE_SIZE, FACE_SIZE], "float32")],
-            layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=FACE_SIZE, mel_steps=MEL_STEPS,
-            exporter=f"edge-retalk export (torch {torch.__version__})")
-        write_manifest(manifest, out_dir)
-        batch8 = (np.repeat(mels[:1], 8, axis=0), np.repeat(faces[:1], 8, axis=0))
-        rows.append(ArtefactReport(
-            key, target.name, sum(f.stat().st_size for f in artefact_files(target)) / 1e6, quality,
-            float(np.abs(reference - produced).max()),
-            median_latency_ms(lambda: infer(mels[:1], faces[:1])),
-            float("nan") if batch == 1 else median_latency_ms(lambda: infer(*batch8))))
-    scratch.cleanup()
-    write_report(rows, out_dir)
-    return rows
+    source_sha = sha256_of(checkpoint) if enet_checkpoint is None else \
+        sha256_of(checkpoint) + "+" + sha256_of(enet_checkpoint)
+    rows, failures = [], []
+    with plan.scratch:
+        for key in targets:
+            try:
+                rows.append(_export_target(plan, FORMATS[key], out_dir, source_sha, latency))
+            except EdgeRetalkError as exc:
+                failures.append(TargetFailure(key, str(exc)))
+            except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError, KeyError) as exc:
+                reason = (str(exc).strip().splitlines() or [""])[0][:200]
+                failures.append(TargetFailure(key, f"{type(exc).__name__} in the converter: {reason}"))
+    write_report(rows, failures, out_dir)
+    return rows, failures

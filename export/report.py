@@ -27,10 +27,18 @@ def psnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     return 200.0 if mse <= 1e-20 else float(10 * np.log10(1.0 / mse))
 
 
-def median_latency_ms(run, repeats: int = 10) -> float:
+@dataclass(frozen=True)
+class TargetFailure:
+    target: str
+    reason: str
+
+
+def median_latency_ms(run, repeats: int = 10, budget_s: float = 3.0) -> float:
+    """Median time of `run` after one warm-up call: `repeats` calls, or as many as fit in
+    `budget_s` (at least one) for a slow model."""
     run()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats and (not times or sum(times) < budget_s * 1000):
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1000)
@@ -47,21 +55,35 @@ def trade_offs(rows: list[ArtefactReport]) -> list[str]:
         base = by_target.get(f"{fmt}:fp32", any_fp32)
         if base is None or precision == "fp32":
             continue
+        size = f"- {row.target}: {row.size_mb / base.size_mb:.2f}x the size of {base.target}"
         speed = base.latency_ms_batch1 / row.latency_ms_batch1
+        if np.isnan(speed):
+            notes.append(f"{size} (speed not measured).")
+            continue
         verdict = "faster" if speed > 1.1 else "slower" if speed < 0.9 else "no faster"
-        notes.append(f"- {row.target}: {row.size_mb / base.size_mb:.2f}x the size of {base.target}, "
-                     f"{speed:.2f}x its speed at batch 1 ({verdict} on this machine).")
+        notes.append(f"{size}, {speed:.2f}x its speed at batch 1 ({verdict} on this machine).")
     return notes
 
 
-def write_report(rows: list[ArtefactReport], folder: Path) -> tuple[Path, Path]:
+def _ms(value: float, missing: str) -> str:
+    return missing if np.isnan(value) else f"{value:.1f}"
+
+
+def _batch8_gap(row: ArtefactReport) -> str:
+    return "not measured" if np.isnan(row.latency_ms_batch1) else "n/a (batch 1 only)"
+
+
+def write_report(rows: list[ArtefactReport], failures: list[TargetFailure], folder: Path) -> tuple[Path, Path]:
     header = "| target | file | size MB | PSNR dB vs PyTorch | max error | ms batch 1 | ms batch 8 |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.target} | {r.file} | {r.size_mb:.1f} | {r.psnr_db:.1f} | {r.max_error:.2e} | "
-              f"{r.latency_ms_batch1:.1f} | {'n/a (batch 1 only)' if np.isnan(r.latency_ms_batch8) else f'{r.latency_ms_batch8:.1f}'} |"
+              f"{_ms(r.latency_ms_batch1, 'not measured')} | {_ms(r.latency_ms_batch8, _batch8_gap(r))} |"
               for r in rows]
     lines += [""] + trade_offs(rows)
+    if failures:
+        lines += ["", "Not written (the export failed):"] + [f"- {f.target}: {f.reason}" for f in failures]
     markdown, data = folder / "report.md", folder / "report.json"
     markdown.write_text("\n".join(lines) + "\n")
-    data.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    data.write_text(json.dumps({"artefacts": [asdict(r) for r in rows], "failed": [asdict(f) for f in failures]},
+                               indent=2))
     return markdown, data

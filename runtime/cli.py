@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import tempfile
@@ -163,27 +164,43 @@ def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int 
 
 
 @cli.command()
-@click.option("--arch", type=click.Choice(["wav2lip"]), required=True, help="Architecture of the checkpoint.")
-@click.option("--checkpoint", type=InputFile, required=True, help="PyTorch checkpoint (e.g. wav2lip_gan.pth).")
+@click.option("--arch", type=click.Choice(["wav2lip", "videoretalking"]), required=True,
+              help="Architecture of the checkpoint.")
+@click.option("--checkpoint", type=InputFile, required=True,
+              help="PyTorch checkpoint: wav2lip.pth / wav2lip_gan.pth, or VideoReTalking's LNet.pth.")
+@click.option("--enet", type=InputFile, help="VideoReTalking's ENet.pth (with --arch videoretalking).")
 @click.option("--to", "targets", default=",".join(EXPORT_FORMATS), show_default=True,
               help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + ".")
 @click.option("--calib", type=InputFile, required=True, help="Real talking-head video for calibration and checks.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
               show_default=True)
 @click.option("--allow-partial", is_flag=True, help="Load a checkpoint whose keys do not all match.")
-def export(arch: str, checkpoint: Path, targets: str, calib: Path, output_dir: Path, allow_partial: bool) -> None:
-    """Convert a PyTorch lip-sync checkpoint into checked runtime artefacts, with a report."""
+@click.option("--latency/--no-latency", default=True, show_default=True,
+              help="Time each artefact at batch 1 and 8 for the report (minutes for VideoReTalking).")
+def export(arch: str, checkpoint: Path, enet: Path | None, targets: str, calib: Path, output_dir: Path,
+           allow_partial: bool, latency: bool) -> None:
+    """Convert a PyTorch lip-sync checkpoint into checked runtime artefacts, with a report.
+
+    Every target is checked against PyTorch on real inputs before it is written; a target that
+    fails is reported with its reason, the others are still written, and the exit status is 1."""
     try:
-        from .export.pipeline import export_wav2lip
+        from .export.pipeline import export_model
     except ImportError as exc:
         raise EdgeRetalkError(f"the export toolchain needs PyTorch ({exc.name} is missing): "
                               "pip install 'edge-retalk[export]'") from None
-    rows = export_wav2lip(checkpoint, [t.strip() for t in targets.split(",") if t.strip()], calib, output_dir,
-                          allow_partial)
+    if enet is not None and arch != "videoretalking":
+        raise EdgeRetalkError("--enet belongs to --arch videoretalking")
+    rows, failures = export_model(arch, checkpoint, [t.strip() for t in targets.split(",") if t.strip()], calib,
+                                  output_dir, enet, allow_partial, latency)
     for row in rows:
-        click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, {row.psnr_db:.1f} dB vs PyTorch, "
-                   f"{row.latency_ms_batch1:.1f} ms at batch 1)")
+        timing = "" if math.isnan(row.latency_ms_batch1) else f", {row.latency_ms_batch1:.1f} ms at batch 1"
+        click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, "
+                   f"{row.psnr_db:.1f} dB vs PyTorch{timing})")
+    for failure in failures:
+        click.echo(f"{failure.target}: FAILED, nothing written: {failure.reason}", err=True)
     click.echo(f"report: {output_dir / 'report.md'}")
+    if failures:
+        raise SystemExit(1)
 
 
 @cli.command()

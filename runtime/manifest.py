@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import EdgeRetalkError
@@ -26,7 +26,9 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Manifest:
-    """One exported generator: format, precision, tensors and the conventions of its inputs."""
+    """One exported network: format, precision, tensors and the conventions of its inputs.
+    `style_encoder` names the network a VideoReTalking generator needs once per reference (its
+    file is among the checksummed companions)."""
 
     arch: str
     format: str
@@ -43,6 +45,7 @@ class Manifest:
     face_size: int
     mel_steps: int
     exporter: str
+    style_encoder: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -77,8 +80,9 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeRetalkError(f"{path}: not a readable manifest ({exc})") from None
     known = {f.name for f in fields(Manifest)}
-    if not isinstance(raw, dict) or set(raw) != known:
-        extra, missing = sorted(set(raw) - known), sorted(known - set(raw))
+    required = {f.name for f in fields(Manifest) if f.default is MISSING}
+    if not isinstance(raw, dict) or not required <= set(raw) <= known:
+        extra, missing = sorted(set(raw) - known), sorted(required - set(raw))
         raise EdgeRetalkError(f"{path}: invalid manifest (unknown fields {extra}, missing fields {missing})")
     try:
         raw["inputs"] = [TensorSpec(**spec) for spec in raw["inputs"]]
@@ -93,6 +97,8 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
         raise EdgeRetalkError(f"{path}: model file {manifest.file} is missing")
     if sha256_of(model) != manifest.sha256:
         raise EdgeRetalkError(f"{model}: does not match its manifest (sha256 differs); refusing to load it")
+    if manifest.style_encoder and manifest.style_encoder not in manifest.companions:
+        raise EdgeRetalkError(f"{path}: its style encoder {manifest.style_encoder!r} is not among its checksummed files")
     for name, digest in manifest.companions.items():
         companion = (path.parent / name).resolve()
         if path.parent.resolve() not in companion.parents or not companion.is_file():

@@ -1,9 +1,11 @@
-"""Generators that run an exported network for the lip region (Wav2Lip convention).
+"""Generators that run an exported network for the lip region.
 
-Per frame: a square face crop resized to 96x96, its lower half masked, stacked with the unmasked
-crop as reference (6 channels, BGR in [0, 1]), and the 16 mel frames starting at int(i*80/fps).
-The network's 96x96 output is resized back and pasted through the lip-region mask, so only the
-lips, mouth and chin change.
+Per frame: a square face crop resized to the network's size (96 for Wav2Lip, 384 for
+VideoReTalking), its lower half masked, stacked with the unmasked crop as reference (6 channels,
+BGR in [0, 1]), and the 16 mel frames starting at int(i*80/fps). VideoReTalking also takes the
+style code of a reference crop, computed once (from the first face it sees) by the style
+encoder its manifest names. The output is resized back and pasted through the lip-region mask,
+so only the lips, mouth and chin change.
 """
 
 from __future__ import annotations
@@ -47,15 +49,25 @@ def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.nd
     return mel_window(mel, index, fps, steps)[None].astype(np.float32), wav2lip_face(frame, box, size)
 
 
+SUPPORTED_ARCHES = ("wav2lip", "videoretalking")
+
+
 class NeuralGenerator:
-    """Runs an exported Wav2Lip-convention generator (any engine) on the lip region."""
+    """Runs an exported generator (Wav2Lip or VideoReTalking, any engine) on the lip region."""
 
     def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
                  provider_options: dict[str, str] | None = None):
         self.manifest, model_file = load_manifest(model)
-        if self.manifest.arch != "wav2lip":
-            raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not supported by run yet")
+        if self.manifest.arch not in SUPPORTED_ARCHES:
+            hint = "; pass the generator beside it, not its style encoder" if self.manifest.arch.endswith("_style") else ""
+            raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not a lip generator{hint}")
         self.engine = open_engine(model_file, threads, provider, provider_options)
+        self.style_engine, self._style_input = None, ""
+        if self.manifest.style_encoder:
+            style_manifest, style_file = load_manifest(model_file.parent / self.manifest.style_encoder)
+            self.style_engine = open_engine(style_file, threads, provider, provider_options)
+            self._style_input = style_manifest.inputs[0].name
+        self._style: np.ndarray | None = None
         self.name = f"{self.manifest.arch} {self.manifest.format}:{self.manifest.precision}"
         self._mel = np.zeros((80, 1), np.float32)
         self._fps = 25.0
@@ -101,17 +113,27 @@ class NeuralGenerator:
             chunk = todo[first:first + step]
             faces = np.stack([wav2lip_face(items[p][0], box, self.manifest.face_size) for p, box, _ in chunk])
             mels = np.stack([windows[p][None] for p, _, _ in chunk]).astype(np.float32)
-            outputs = next(iter(self.engine.run({names[0]: mels, names[1]: faces}).values()))
+            feeds = {names[0]: mels, names[1]: faces}
+            if self.style_engine is not None:
+                feeds[names[2]] = np.repeat(self._style_of(faces[:1, 3:]), len(chunk), axis=0)
+            outputs = next(iter(self.engine.run(feeds).values()))
             for (position, box, region), output in zip(chunk, outputs):
                 results[position] = self._paste(items[position][0], output, box, region)
         return results
 
+    def _style_of(self, reference: np.ndarray) -> np.ndarray:
+        """The style code (1, features), computed from the first reference crop and then kept."""
+        if self._style is None:
+            self._style = next(iter(self.style_engine.run({self._style_input: reference}).values()))
+        return self._style
+
     @staticmethod
     def _paste(frame: np.ndarray, output: np.ndarray, box: tuple[int, int, int, int], region) -> np.ndarray:
-        """The network's 96x96 output resized into the face box, pasted through the lip-region mask."""
+        """The network's output resized into the face box, pasted through the lip-region mask."""
         x0, y0, x1, y1 = box
+        shrinking = x1 - x0 < output.shape[-1]
         generated = cv2.resize(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8),
-                               (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+                               (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
         canvas = frame.copy()
         canvas[y0:y1, x0:x1] = generated
         rx0, ry0, rx1, ry1 = region.box

@@ -114,7 +114,7 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
                      "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr
-    report = {row["target"]: row for row in json.loads((out_dir / "report.json").read_text())}
+    report = {row["target"]: row for row in json.loads((out_dir / "report.json").read_text())["artefacts"]}
     assert report["onnx:fp32"]["psnr_db"] > 60 and report["onnx:fp16"]["psnr_db"] > 45
     assert report["onnx:int8"]["psnr_db"] > 30
     assert 0.4 < report["onnx:fp16"]["size_mb"] / report["onnx:fp32"]["size_mb"] < 0.6
