@@ -18,13 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio import log_mel
 from ..engines import open_engine
 from ..errors import EdgeRetalkError
 from ..manifest import Manifest, TensorSpec, sha256_of, write_manifest
-from ..media import iter_video_frames, load_audio, probe_face
-from ..neural_generator import face_box, wav2lip_inputs
-from ..tracker import FaceTracker
+from ..quant.calibration import MEL_STEPS, real_inputs
 from .checkpoints import load_checkpoint
 from .formats import FORMATS, ExportFormat
 from .job import ExportJob
@@ -33,7 +30,6 @@ from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, w
 log = logging.getLogger(__name__)
 
 ARCHES = ("wav2lip", "videoretalking")
-MEL_STEPS = 16
 STATIC_BATCH_FORMATS = {"tflite"}
 
 
@@ -41,27 +37,6 @@ def converter(name: str):
     """The converter function a format row names, e.g. "onnx.onnx_fp16" (imported only when used)."""
     module, function = name.rsplit(".", 1)
     return getattr(importlib.import_module(f"{__package__}.{module}"), function)
-
-
-def real_inputs(video: Path, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Network inputs (mel windows and face crops at `size`) from the frames of a real talking-head video."""
-    info = probe_face(video)
-    fps = float(info.fps)
-    mel = log_mel(load_audio(video))
-    tracker = FaceTracker(fps)
-    mels, faces = [], []
-    for index, frame in enumerate(iter_video_frames(video)):
-        points = tracker(frame)
-        box = face_box(points, frame.shape) if points is not None else None
-        if box is not None:
-            m, f = wav2lip_inputs(frame, box, mel, index, fps, size, MEL_STEPS)
-            mels.append(m)
-            faces.append(f)
-        if len(mels) == limit:
-            break
-    if len(mels) < 4:
-        raise EdgeRetalkError(f"{video}: too few frames with a face for calibration ({len(mels)})")
-    return np.stack(mels), np.stack(faces)
 
 
 def artefact_files(target: Path) -> list[Path]:
@@ -142,7 +117,7 @@ def videoretalking_plan(checkpoint: Path, enet_checkpoint: Path | None, calib: P
         return lambda: run["videoretalking"](x["mel"], x["face"], style)
 
     plan = Plan([], held_out, reference, chain, per_frame)
-    style_job = ExportJob(StyleEncoder(model), (torch.from_numpy(faces[:1, 3:]),), ["reference"], ["style"],
+    style_job = ExportJob(StyleEncoder(model).eval(), (torch.from_numpy(faces[:1, 3:]),), ["reference"], ["style"],
                           {"reference": np.ascontiguousarray(faces[::2, 3:])}, plan.job_dir("style"))
     generator_job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1]),
                                       torch.from_numpy(styles[:1])), ["mel", "face", "style"], ["generated"],
@@ -186,14 +161,11 @@ def _write_manifest(part: Part, spec: ExportFormat, target: Path, source_sha: st
 
 
 def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: str, latency: bool) -> ArtefactReport:
-    written: list[Path] = []
+    targets = {part.arch: out_dir / spec.file_name(part.arch) for part in plan.parts}
     try:
-        targets = {}
         for part in plan.parts:
-            target = out_dir / spec.file_name(part.arch)
-            converter(spec.converter)(part.job, target)
-            written += artefact_files(target)
-            targets[part.arch] = target
+            converter(spec.converter)(part.job, targets[part.arch])
+        written = [file for target in targets.values() for file in artefact_files(target)]
         run = {arch: _engine_call(target) for arch, target in targets.items()}
         produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                    for i in range(len(plan.reference))])
@@ -206,8 +178,9 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
             _write_manifest(part, spec, targets[part.arch], source_sha, out_dir,
                             style if part.arch != "videoretalking_style" else None)
     except BaseException:
-        for file in written:
-            file.unlink(missing_ok=True)
+        for target in targets.values():
+            for file in (target, target.with_suffix(".bin")) if target.suffix == ".xml" else (target,):
+                file.unlink(missing_ok=True)
         raise
     first = {k: v[:1] for k, v in plan.held_out.items()}
     batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}

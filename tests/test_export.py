@@ -177,9 +177,29 @@ def test_manifest_guards(tmp_path, data, gan_checkpoint):
     refused_with(lambda m: {**m, "surprise": 1}, "unknown fields")
     refused_with(lambda m: {**m, "file": "../wav2lip.fp32.onnx"}, "leaves the manifest")
     refused_with(lambda m: {**m, "sha256": "0" * 64}, "does not match its manifest")
+    refused_with(lambda m: {**m, "style_encoder": "wav2lip.fp32.onnx"}, "not among its checksummed files")
+    refused_with(lambda m: {k: v for k, v in m.items() if k != "layout"}, r"missing fields \['layout'\]")
     manifest_file.write_text(json.dumps(original))
     with open(model, "ab") as handle:
         handle.write(b"tampered")
     result = run_cli("run", "--face", data / "portraits" / "photo_einstein.png", "--audio",
                      data / "speech" / "unitychan_univ0003.wav", "--generator", model, "-o", tmp_path / "o.mp4")
     assert result.returncode == 1 and "does not match its manifest" in result.stderr
+
+
+def test_a_failing_target_is_reported_and_the_others_are_written(tmp_path, data, gan_checkpoint, monkeypatch):
+    from dataclasses import replace
+
+    from edge_retalk.export import pipeline
+
+    impossible = replace(pipeline.FORMATS["onnx:fp16"], min_psnr_db=150.0)
+    monkeypatch.setitem(pipeline.FORMATS, "onnx:fp16", impossible)
+    out_dir = tmp_path / "exported"
+    rows, failures = pipeline.export_model("wav2lip", gan_checkpoint, ["onnx:fp16", "onnx:fp32"],
+                                           data / "clips" / "lrs2_00019.mp4", out_dir, latency=False)
+    assert [row.target for row in rows] == ["onnx:fp32"]
+    assert [f.target for f in failures] == ["onnx:fp16"] and "needs 150 dB" in failures[0].reason
+    assert sorted(p.name for p in out_dir.iterdir()) == ["report.json", "report.md", "wav2lip.fp32.onnx",
+                                                         "wav2lip.fp32.onnx.json"]
+    assert "- onnx:fp16: the export changed the numbers" in (out_dir / "report.md").read_text()
+    assert json.loads((out_dir / "report.json").read_text())["failed"][0]["target"] == "onnx:fp16"
