@@ -1,4 +1,5 @@
-"""What every converter gets: the PyTorch model, example and calibration inputs, a scratch folder."""
+"""What every converter gets: the PyTorch model, example and calibration inputs, a scratch folder,
+and the parts of the graph that INT8 recipes keep in float."""
 
 from __future__ import annotations
 
@@ -18,3 +19,5 @@ class ExportJob:
     output_names: list[str]
     calibration: dict[str, np.ndarray]
     work_dir: Path
+    float_scope: tuple[str, ...] = ()
+    """Graph-node name prefixes (from the module path, e.g. "/low_res") left unquantised."""

@@ -1,8 +1,10 @@
 """OpenVINO IR targets: FP16 (weights compressed to half precision) and INT8 (NNCF post-training
-quantisation calibrated on the job's real inputs). Both start from the job's FP32 ONNX export."""
+quantisation calibrated on the job's real inputs, the job's float scope left unquantised). Both
+start from the job's FP32 ONNX export."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .job import ExportJob
@@ -28,6 +30,16 @@ def openvino_int8(job: ExportJob, target: Path) -> Path:
 
     samples = [{name: array[i:i + 1] for name, array in job.calibration.items()}
                for i in range(len(next(iter(job.calibration.values()))))]
-    quantised = nncf.quantize(_fp32_model(job), nncf.Dataset(samples), subset_size=len(samples))
+    model = _fp32_model(job)
+    in_float = [op.get_friendly_name() for op in model.get_ops()
+                if job.float_scope and op.get_friendly_name().startswith(job.float_scope)]
+    ignored = nncf.IgnoredScope(names=in_float, validate=False) if in_float else None
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
+    try:
+        quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=ignored)
+    finally:
+        nncf_log.setLevel(level)
     openvino.save_model(quantised, str(target), compress_to_fp16=False)
     return target

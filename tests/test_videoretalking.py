@@ -141,27 +141,28 @@ def short_speech(source, target, seconds: float):
 
 
 def test_export_then_run_each_target(data, tmp_path, checkpoints):
-    """From official-layout files to ONNX FP32/FP16 and OpenVINO FP16, each checked against PyTorch
-    on real inputs by the export, then run on a real clip; the style code is computed once."""
+    """From official-layout files to ONNX FP32/FP16/INT8 and OpenVINO FP16, each checked against
+    PyTorch on real inputs by the export, then run on a real clip; the style code is computed once."""
     lnet_path, enet_path = checkpoints
     out_dir = tmp_path / "exported"
     result = run_cli("export", "--arch", "videoretalking", "--checkpoint", lnet_path, "--enet", enet_path,
-                     "--to", "onnx:fp32,onnx:fp16,openvino:fp16", "--no-latency",
+                     "--to", "onnx:fp32,onnx:fp16,onnx:int8,openvino:fp16", "--no-latency",
                      "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr and "Traceback" not in result.stderr
     report = json.loads((out_dir / "report.json").read_text())
     rows = {row["target"]: row for row in report["artefacts"]}
-    assert set(rows) == {"onnx:fp32", "onnx:fp16", "openvino:fp16"} and report["failed"] == []
+    assert set(rows) == {"onnx:fp32", "onnx:fp16", "onnx:int8", "openvino:fp16"} and report["failed"] == []
     assert rows["onnx:fp32"]["psnr_db"] > 60
     assert rows["onnx:fp16"]["psnr_db"] >= 45 and rows["openvino:fp16"]["psnr_db"] >= 45
+    assert rows["onnx:int8"]["psnr_db"] >= 30
     assert all(math.isnan(row["latency_ms_batch1"]) for row in rows.values())
     assert 0.4 < rows["onnx:fp16"]["size_mb"] / rows["onnx:fp32"]["size_mb"] < 0.6
 
     speech = short_speech(data / "speech" / "unitychan_univ0003.wav", tmp_path / "short.wav", 0.4)
     clip = data / "clips" / "lrs2_00019.mp4"
     for target, file in (("onnx:fp32", "videoretalking.fp32.onnx"), ("onnx:fp16", "videoretalking.fp16.onnx"),
-                         ("openvino:fp16", "videoretalking.fp16.xml")):
+                         ("onnx:int8", "videoretalking.int8.onnx"), ("openvino:fp16", "videoretalking.fp16.xml")):
         manifest, _ = load_manifest(out_dir / file)
         assert manifest.face_size == 384 and manifest.style_encoder.startswith("videoretalking_style.")
         video = tmp_path / f"{file}.mp4"
