@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..quiet import logger_level
 from .job import ExportJob
 
 OPSET = 17
@@ -63,16 +64,11 @@ def onnx_int8(job: ExportJob, target: Path) -> Path:
 
     fp32 = onnx_fp32(job, job.work_dir / "int8-source.onnx")
     prepared = job.work_dir / "int8-prepared.onnx"
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
+    with logger_level(logging.ERROR):
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         in_float = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node
                     if job.float_scope and node.name.startswith(job.float_scope)]
         quantize_static(str(prepared), str(target), _CalibrationReader(job), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=in_float)
-    finally:
-        root.setLevel(level)
     return target

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..quiet import logger_level
 from .job import ExportJob
 from .onnx import onnx_fp32
 
@@ -34,12 +35,7 @@ def openvino_int8(job: ExportJob, target: Path) -> Path:
     in_float = [op.get_friendly_name() for op in model.get_ops()
                 if job.float_scope and op.get_friendly_name().startswith(job.float_scope)]
     ignored = nncf.IgnoredScope(names=in_float, validate=False) if in_float else None
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.WARNING)
-    try:
+    with logger_level(logging.WARNING, "nncf"):
         quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=ignored)
-    finally:
-        nncf_log.setLevel(level)
     openvino.save_model(quantised, str(target), compress_to_fp16=False)
     return target

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from ..quiet import native_stderr_silenced
+from ..quiet import logger_level, native_stderr_silenced
 from .job import ExportJob
 
 
@@ -22,15 +22,11 @@ def _quiet() -> Iterator[None]:
     every run; keep the CLI's output to its own lines (failures still raise)."""
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), native_stderr_silenced():
+        with logger_level(logging.ERROR), warnings.catch_warnings(), native_stderr_silenced():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
         if previous is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:

@@ -1,8 +1,10 @@
-"""Silencing native libraries (LiteRT, libpng) that write straight to file descriptor 2."""
+"""Silencing native libraries (LiteRT, libpng) that write straight to file descriptor 2, and
+converters that log every step."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from typing import Iterator
@@ -20,3 +22,15 @@ def native_stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def logger_level(level: int, name: str | None = None) -> Iterator[None]:
+    """Raise a logger (the root logger by default) to `level` for the duration, then restore it."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
