@@ -57,6 +57,8 @@ class Part:
     job: ExportJob
     shapes: dict[str, list[int]]
     face_size: int
+    style_encoder: str = ""
+    """The part (exported beside it) whose output this one needs once per reference."""
 
 
 @dataclass
@@ -132,21 +134,19 @@ def videoretalking_plan(checkpoint: Path, enet_checkpoint: Path | None, calib: P
              FACE_SIZE),
         Part("videoretalking", generator_job, {"mel": [1, 80, MEL_STEPS], "face": [6, FACE_SIZE, FACE_SIZE],
                                                "style": [STYLE_FEATURES], "generated": [3, FACE_SIZE, FACE_SIZE]},
-             FACE_SIZE),
+             FACE_SIZE, style_encoder="videoretalking_style"),
     ]
     return plan
 
 
-def _engine_call(target: Path) -> Callable:
-    """A function of the model's inputs, in the exported order, returning its first output."""
-    engine = open_engine(target)
+def _engine_call(engine) -> Callable:
+    """A function of the engine's inputs, in the exported order, returning its first output."""
     names, output = engine.input_names, engine.output_names[0]
     return lambda *inputs: engine.run(dict(zip(names, inputs)))[output]
 
 
-def _write_manifest(part: Part, spec: ExportFormat, target: Path, source_sha: str, out_dir: Path,
+def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source_sha: str, out_dir: Path,
                     style_encoder: Path | None) -> None:
-    engine = open_engine(target)
     batch = 1 if spec.format in STATIC_BATCH_FORMATS else "batch"
     own = [part.job.input_names, part.job.output_names]
     companions = {f.name: sha256_of(f) for f in artefact_files(target)[1:]}
@@ -171,17 +171,17 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
         for part in plan.parts:
             converter(spec.converter)(part.job, targets[part.arch])
         written = [file for target in targets.values() for file in artefact_files(target)]
-        run = {arch: _engine_call(target) for arch, target in targets.items()}
+        engines = {arch: open_engine(target) for arch, target in targets.items()}
+        run = {arch: _engine_call(engine) for arch, engine in engines.items()}
         produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                    for i in range(len(plan.reference))])
         quality = psnr_db(plan.reference, produced)
         if quality < spec.min_psnr_db:
             raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                                   f"needs {spec.min_psnr_db:.0f} dB)")
-        style = targets.get("videoretalking_style")
         for part in plan.parts:
-            _write_manifest(part, spec, targets[part.arch], source_sha, out_dir,
-                            style if part.arch != "videoretalking_style" else None)
+            _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, out_dir,
+                            targets[part.style_encoder] if part.style_encoder else None)
     except BaseException:
         for target in targets.values():
             for file in (target, target.with_suffix(".bin")) if target.suffix == ".xml" else (target,):
