@@ -28,6 +28,7 @@ FORMATS = {row.key: row for row in (
     ExportFormat("onnx:int8", "onnx", "int8", ".onnx", "onnx.onnx_int8", 30.0),
     ExportFormat("openvino:fp16", "openvino", "fp16", ".xml", "openvino.openvino_fp16", 45.0),
     ExportFormat("openvino:int8", "openvino", "int8", ".xml", "openvino.openvino_int8", 30.0),
+    ExportFormat("tflite:fp32", "tflite", "fp32", ".tflite", "tflite.tflite_fp32", 60.0),
     ExportFormat("tflite:fp16", "tflite", "fp16", ".tflite", "tflite.tflite_fp16", 45.0),
     ExportFormat("tflite:int8", "tflite", "int8", ".tflite", "tflite.tflite_int8", 30.0),
 )}

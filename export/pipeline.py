@@ -29,7 +29,6 @@ from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, w
 
 log = logging.getLogger(__name__)
 
-ARCHES = ("wav2lip", "videoretalking")
 # INT8 recipes leave LNet (inside ENet) in float: quantised, its convolutions between layer and
 # instance norms took the whole network to 14-15 dB against PyTorch in every runtime, while
 # ENet's upsampling convolutions, most of the compute, quantise cleanly.
@@ -59,6 +58,8 @@ class Part:
     face_size: int
     style_encoder: str = ""
     """The part (exported beside it) whose output this one needs once per reference."""
+    mel_steps: int = MEL_STEPS
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class Plan:
     reference: np.ndarray
     chain: Callable[[dict[str, Callable], dict[str, np.ndarray]], np.ndarray]
     per_frame: Callable[[dict[str, Callable], dict[str, np.ndarray]], Callable[[], np.ndarray]]
+    peak: float = 1.0
+    """The output's value range, against which parity (PSNR) is measured."""
     scratch: tempfile.TemporaryDirectory = field(default_factory=lambda: tempfile.TemporaryDirectory(
         prefix="edge-retalk-export-"))
 
@@ -81,7 +84,8 @@ class Plan:
         return folder
 
 
-def wav2lip_plan(checkpoint: Path, calib: Path, allow_partial: bool) -> Plan:
+def wav2lip_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
+                 speech: Path | None) -> Plan:
     from .models.wav2lip import FACE_SIZE, Wav2Lip
 
     model = load_checkpoint(Wav2Lip(), checkpoint, allow_partial)
@@ -100,7 +104,8 @@ def wav2lip_plan(checkpoint: Path, calib: Path, allow_partial: bool) -> Plan:
     return plan
 
 
-def videoretalking_plan(checkpoint: Path, enet_checkpoint: Path | None, calib: Path, allow_partial: bool) -> Plan:
+def videoretalking_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
+                        speech: Path | None) -> Plan:
     from .models.enet import FACE_SIZE, STYLE_FEATURES, ENet, StyleEncoder
     from .models.lnet import LNet, fold_spectral_norm
 
@@ -139,6 +144,62 @@ def videoretalking_plan(checkpoint: Path, enet_checkpoint: Path | None, calib: P
     return plan
 
 
+def _single_part_plan(arch: str, model: torch.nn.Module, inputs: np.ndarray, input_name: str, output_name: str,
+                      face_size: int, mel_steps: int, metadata: dict) -> Plan:
+    """A plan for a one-network architecture with one input: calibrate on the even rows of
+    `inputs`, check on the odd ones, parity measured against the output's range."""
+    held_out = {input_name: inputs[1::2]}
+    with torch.no_grad():
+        reference = model(torch.from_numpy(held_out[input_name])).numpy()
+        example = model(torch.from_numpy(inputs[:1])).numpy()
+
+    def chain(run: dict[str, Callable], x: dict[str, np.ndarray]) -> np.ndarray:
+        return run[arch](x[input_name])
+
+    peak = float(reference.max() - reference.min()) or 1.0
+    plan = Plan([], held_out, reference, chain, lambda run, x: lambda: chain(run, x), peak=peak)
+    job = ExportJob(model, (torch.from_numpy(inputs[:1]),), [input_name], [output_name],
+                    {input_name: inputs[::2]}, plan.job_dir(arch))
+    plan.parts.append(Part(arch, job, {input_name: list(inputs.shape[1:]), output_name: list(example.shape[1:])},
+                           face_size, mel_steps=mel_steps, metadata=metadata))
+    return plan
+
+
+def lip_shape_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
+                   speech: Path | None) -> Plan:
+    from ..lip_shape import MEL_STEPS as SHAPE_MEL_STEPS
+    from ..quant.calibration import shape_inputs
+    from .models.lip_shape import LipShapeNet
+
+    model = load_checkpoint(LipShapeNet(), checkpoint, allow_partial)
+    metadata = {name: getattr(model, name).numpy().round(7).tolist()
+                for name in ("template", "basis", "rest_weights", "silent", "typical_spectrum", "rest")}
+    return _single_part_plan("lip_shape", model, shape_inputs(calib, limit=128, speech=speech), "mel", "coefficients",
+                             0, SHAPE_MEL_STEPS, metadata)
+
+
+def mouth_renderer_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
+                        speech: Path | None) -> Plan:
+    from ..face_frame import CropBox
+    from ..quant.calibration import renderer_inputs
+    from .models.mouth_renderer import MouthRenderer
+
+    model = load_checkpoint(MouthRenderer(), checkpoint, allow_partial)
+    template = model.template.numpy()
+    centre_x, centre_y, side, size = model.crop.tolist()
+    crop = CropBox(centre_x, centre_y, side, int(size))
+    metadata = {"template": template.round(7).tolist(), "crop": [centre_x, centre_y, side, int(size)]}
+    return _single_part_plan("mouth_renderer", model, renderer_inputs(calib, template, crop, limit=48), "face",
+                             "generated", crop.size, 0, metadata)
+
+
+PLANS: dict[str, Callable[[Path, Path, bool, Path | None, Path | None], Plan]] = {
+    "wav2lip": wav2lip_plan, "videoretalking": videoretalking_plan, "lip_shape": lip_shape_plan,
+    "mouth_renderer": mouth_renderer_plan,
+}
+ARCHES = tuple(PLANS)
+
+
 def _engine_call(engine) -> Callable:
     """A function of the engine's inputs, in the exported order, returning its first output."""
     names, output = engine.input_names, engine.output_names[0]
@@ -159,9 +220,9 @@ def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source
                 for name, ours in zip(engine.input_names, own[0])],
         outputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32")
                  for name, ours in zip(engine.output_names, own[1])],
-        layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=part.face_size, mel_steps=MEL_STEPS,
+        layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=part.face_size, mel_steps=part.mel_steps,
         exporter=f"edge-retalk export (torch {torch.__version__})",
-        style_encoder=style_encoder.name if style_encoder is not None else "")
+        style_encoder=style_encoder.name if style_encoder is not None else "", metadata=part.metadata)
     write_manifest(manifest, out_dir)
 
 
@@ -175,7 +236,7 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
         run = {arch: _engine_call(engine) for arch, engine in engines.items()}
         produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                    for i in range(len(plan.reference))])
-        quality = psnr_db(plan.reference, produced)
+        quality = psnr_db(plan.reference / plan.peak, produced / plan.peak)
         if quality < spec.min_psnr_db:
             raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                                   f"needs {spec.min_psnr_db:.0f} dB)")
@@ -199,20 +260,19 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
 
 def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,
                  enet_checkpoint: Path | None = None,
-                 allow_partial: bool = False, latency: bool = True) -> tuple[list[ArtefactReport], list[TargetFailure]]:
+                 allow_partial: bool = False, latency: bool = True,
+                 speech: Path | None = None) -> tuple[list[ArtefactReport], list[TargetFailure]]:
     """Export a checkpoint to each target, checking every artefact against PyTorch first, and
     (unless `latency` is off) timing each at batch 1 and 8.
 
-    Returns the report rows of the targets written and the failures (target and reason) of the others."""
+    `speech` is the calibration video's speech when it is not its sound track. Returns the report
+    rows of the targets written and the failures (target and reason) of the others."""
     unknown = [t for t in targets if t not in FORMATS]
     if unknown:
         raise EdgeRetalkError(f"unknown export target {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     if arch not in ARCHES:
         raise EdgeRetalkError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
-    if arch == "wav2lip":
-        plan = wav2lip_plan(checkpoint, calib, allow_partial)
-    else:
-        plan = videoretalking_plan(checkpoint, enet_checkpoint, calib, allow_partial)
+    plan = PLANS[arch](checkpoint, calib, allow_partial, enet_checkpoint, speech)
     out_dir.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_of(checkpoint) if enet_checkpoint is None else \
         sha256_of(checkpoint) + "+" + sha256_of(enet_checkpoint)

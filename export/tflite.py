@@ -5,6 +5,7 @@ outputs) with ai-edge-quantizer calibrated on the job's real inputs."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -23,7 +24,8 @@ def _quiet() -> Iterator[None]:
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     try:
-        with logger_level(logging.ERROR), warnings.catch_warnings(), native_stderr_silenced():
+        with logger_level(logging.ERROR), warnings.catch_warnings(), native_stderr_silenced(), \
+                contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -36,3 +36,51 @@ def real_inputs(video: Path, size: int, limit: int) -> tuple[np.ndarray, np.ndar
     if len(mels) < 4:
         raise EdgeRetalkError(f"{video}: too few frames with a face for calibration ({len(mels)})")
     return np.stack(mels), np.stack(faces)
+
+
+def tracked_frames(video: Path, limit: int):
+    """(frame, landmarks) of the first `limit` frames of `video` with a tracked face, and its fps."""
+    info = probe_face(video)
+    tracker = FaceTracker(float(info.fps))
+    found = []
+    for index, frame in enumerate(iter_video_frames(video)):
+        points = tracker(frame)
+        if points is not None:
+            found.append((index, frame, points))
+        if len(found) == limit:
+            break
+    if len(found) < 4:
+        raise EdgeRetalkError(f"{video}: too few frames with a face for calibration ({len(found)})")
+    return found, float(info.fps)
+
+
+def shape_inputs(video: Path, limit: int, speech: Path | None = None) -> np.ndarray:
+    """Lip-shape network inputs (normalised log-mel windows) for the frames of a real video (its
+    speech from its sound track, or `speech`)."""
+    from ..lip_shape import mel_windows
+
+    info = probe_face(video)
+    fps = float(info.fps)
+    mel = log_mel(load_audio(speech or video))
+    frames = min(limit, int(mel.shape[1] * fps / 80))
+    if frames < 4:
+        raise EdgeRetalkError(f"{video}: too short for calibration")
+    return mel_windows(mel, fps, frames)
+
+
+def renderer_inputs(video: Path, template: np.ndarray, crop, limit: int) -> np.ndarray:
+    """Mouth-renderer inputs for real frames: each frame's crop with the area around its lips (and
+    the first frame's) blanked, the first frame as reference, and the frame's own lip shape."""
+    from ..lip_shape import canonical_shape
+    from ..mouth_render_inputs import crop_of, network_input, repaint_mask, shape_raster
+
+    found, _ = tracked_frames(video, limit)
+    reference = crop_of(found[0][1], found[0][2], template, crop)[0]
+    reference_shape = canonical_shape(found[0][2], template)
+    inputs = []
+    for _, frame, points in found:
+        image = crop_of(frame, points, template, crop)[0]
+        shape = canonical_shape(points, template)
+        inputs.append(network_input(image, repaint_mask([shape, reference_shape], crop), reference,
+                                    shape_raster(shape, crop)))
+    return np.stack(inputs)

@@ -22,7 +22,7 @@ from .errors import EdgeRetalkError
 from .eval_report import summary_table, write_report
 from .labels import inspect_file
 from .evaluate import PROTOCOLS, evaluate_clip, score_generated
-from .generator import RenderOptions
+from .generator import RENDERERS, RenderOptions
 from .models import model_path
 from .export.formats import FORMATS as EXPORT_FORMATS
 from .pipeline import RunOptions, RunReport, lipsync
@@ -42,6 +42,7 @@ PROGRESS_AFTER_SECONDS = 1.0
 
 InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 OutputFile = click.Path(dir_okay=False, path_type=Path)
+GeneratorPath = click.Path(exists=True, readable=True, path_type=Path)
 
 
 class ProgressBar:
@@ -142,10 +143,13 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
               default="veryfast", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the mouth opens, relative to a typical speaker.")
+@click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
+              help="Built-in mouth renderer: the learned networks, or the painted one (no network, for the "
+                   "smallest boards).")
 @click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
               help="Frame rate of the output when the face is a photo.")
-@click.option("--generator", type=InputFile, help="An exported generator (.onnx or .tflite, with its manifest) "
-              "instead of the built-in one.")
+@click.option("--generator", type=GeneratorPath, help="An exported generator (.onnx, .xml or .tflite, with its "
+              "manifest), or an enrolled avatar folder (its personal networks), instead of the built-in one.")
 @click.option("--batch", type=click.IntRange(1, 64), default=None,
               help="Frames per call of an exported generator [default: 1, or the --device profile's].")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
@@ -153,21 +157,22 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int | None, device: str | None,
-        models: Path, crf: int, preset: str, amplitude: float, photo_fps: float, generator: Path | None,
-        batch: int | None, no_label: bool, watermark: bool, quiet: bool) -> None:
+        models: Path, crf: int, preset: str, amplitude: float, renderer: str, photo_fps: float,
+        generator: Path | None, batch: int | None, no_label: bool, watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     settings = _device_settings(ctx, device, threads, generator, models)
     settings["batch"] = batch or settings["batch"]
-    options = RunOptions(crf=crf, preset=preset, render=RenderOptions(amplitude=amplitude), label=not no_label,
+    options = RunOptions(crf=crf, preset=preset, render=RenderOptions(amplitude, renderer), label=not no_label,
                          watermark=watermark, photo_fps=Fraction(photo_fps).limit_denominator(1001), **settings)
     _run(face, audio, output, options, quiet)
 
 
 @cli.command()
-@click.option("--arch", type=click.Choice(["wav2lip", "videoretalking"]), required=True,
+@click.option("--arch", type=click.Choice(["wav2lip", "videoretalking", "lip_shape", "mouth_renderer"]), required=True,
               help="Architecture of the checkpoint.")
 @click.option("--checkpoint", type=InputFile, required=True,
-              help="PyTorch checkpoint: wav2lip.pth / wav2lip_gan.pth, or VideoReTalking's LNet.pth.")
+              help="PyTorch checkpoint: wav2lip.pth / wav2lip_gan.pth, VideoReTalking's LNet.pth, or one "
+                   "trained by edge_retalk.training (lip_shape.pt, mouth_renderer.pt).")
 @click.option("--enet", type=InputFile, help="VideoReTalking's ENet.pth (with --arch videoretalking).")
 @click.option("--to", "targets", default=",".join(EXPORT_FORMATS), show_default=True,
               help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + ".")
@@ -301,13 +306,14 @@ def inspect(file: Path, as_json: bool) -> None:
 @click.argument("clips", nargs=-1, type=InputFile)
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="photo", show_default=True,
               help="photo: the clip's first frame as the face; dub: the clip played backwards.")
-@click.option("--generator", type=click.Choice(["default"]), default="default", show_default=True)
+@click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
+              help="The built-in renderer to measure.")
 @click.option("--generated", type=InputFile, help="Score this video alone (no reference clip).")
 @click.option("--audio", type=InputFile, help="Speech for --generated (default: its own sound track).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-report"),
               show_default=True, help="Where report.json, plots and contact sheets go.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
-def evaluate(clips: tuple[Path, ...], protocol: str, generator: str, generated: Path | None, audio: Path | None,
+def evaluate(clips: tuple[Path, ...], protocol: str, renderer: str, generated: Path | None, audio: Path | None,
              output_dir: Path, threads: int) -> None:
     """Measure lip-sync quality of the generator on real CLIPS (their own speech), or of one --generated video."""
     if bool(clips) == bool(generated):
@@ -328,10 +334,11 @@ def evaluate(clips: tuple[Path, ...], protocol: str, generator: str, generated: 
         task = progress.add_task("clips", total=len(clips), clip="")
         for clip in clips:
             progress.update(task, clip=clip.name)
-            reports.append(evaluate_clip(clip, protocol, output_dir, RunOptions(threads=threads)))
+            reports.append(evaluate_clip(clip, protocol, output_dir,
+                                         RunOptions(threads=threads, render=RenderOptions(renderer=renderer))))
             progress.advance(task)
     Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(summary_table(reports, protocol))
-    path = write_report(reports, protocol, output_dir, generator)
+    path = write_report(reports, protocol, output_dir, renderer)
     click.echo(f"report written to {path}", err=True)
 
 
@@ -364,6 +371,41 @@ def prepare(face: Path, output: Path, loop_seconds: float, threads: int, quiet: 
 
 
 @cli.command()
+@click.option("--face", required=True, type=InputFile, help="1 to 10 minutes of one person talking (video).")
+@click.option("--audio", type=InputFile, help="Their speech, when it is not the video's own sound track.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New folder for the personal avatar bundle.")
+@click.option("--renderer-steps", type=click.IntRange(0, 100000), default=1500, show_default=True,
+              help="Fine-tuning steps of the mouth renderer (most of the time).")
+@click.option("--shape-steps", type=click.IntRange(0, 100000), default=600, show_default=True,
+              help="Fine-tuning steps of the lip-shape network.")
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an enrollment that was stopped (its work folder is kept).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, shape_steps: int, threads: int,
+           resume: bool, quiet: bool) -> None:
+    """Make a personal avatar of the person in FACE: `prepare`'s bundle plus networks fine-tuned on them."""
+    try:
+        from .training.enroll import EnrollOptions, enroll as enroll_person
+    except ImportError as exc:
+        raise EdgeRetalkError(f"enroll trains networks and needs PyTorch ({exc.name} is missing): "
+                              "pip install 'edge-retalk[export]'") from None
+    progress = Progress(TextColumn("enroll"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                        console=stderr, disable=quiet)
+    with progress:
+        task = progress.add_task("enroll", total=None)
+        report = enroll_person(face, output, audio, EnrollOptions(renderer_steps, shape_steps, threads, resume),
+                               on_start=lambda total: progress.update(task, total=total),
+                               advance=lambda n: progress.advance(task, n))
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    figures = lambda r: ", ".join(f"{k} {r[k]:.3f}" for k in ("r_opening", "lmd", "psnr", "ssim") if k in r)  # noqa: E731
+    click.echo(f"held-out {report.held_out_frames} frames: generic {figures(report.generic)}; "
+               f"personal {figures(report.personal)}")
+    click.echo(f"personal avatar written to {output} in {report.minutes:.1f} min")
+
+
+@cli.command()
 @click.option("--avatar", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Avatar bundle made by `edge-retalk prepare`.")
 @click.option("--audio-source", default="mic", show_default=True,
@@ -380,20 +422,24 @@ def prepare(face: Path, output: Path, loop_seconds: float, threads: int, quiet: 
 @click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
 @click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")
 @click.option("--stats", is_flag=True, help="Print latency (p50/p95), dropped frames and memory every 10 s and at the end.")
-@click.option("--generator", type=InputFile, help="An exported generator (with its manifest) instead of the built-in one.")
+@click.option("--generator", type=GeneratorPath, help="An exported generator (with its manifest), or an enrolled "
+              "avatar folder, instead of the built-in one [default: the avatar's own networks if it is enrolled].")
 @click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"), show_default=True,
               help="Folder of exported generators that --device may pick from.")
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="Threads for the models [default: 1].")
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the built-in generator opens the mouth.")
+@click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
+              help="Built-in mouth renderer: the learned networks, or the painted one (no network, for the "
+                   "smallest boards).")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the recording as synthetic.")
 @click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
 @click.pass_context
 def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
          list_audio_devices: bool, serve: str, no_serve: bool, window: bool | None, record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
-         threads: int | None, amplitude: float, no_label: bool, watermark: bool) -> None:
+         threads: int | None, amplitude: float, renderer: str, no_label: bool, watermark: bool) -> None:
     """Animate the --avatar bundle with speech as it arrives, in real time (see it at --serve)."""
     if list_audio_devices:
         for index, name, channels, rate in audio_devices():
@@ -403,7 +449,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
         raise EdgeRetalkError("--avatar is required (make one with `edge-retalk prepare --face VIDEO -o DIR`)")
     settings = _device_settings(ctx, device, threads, generator, models)
     del settings["tracking_interval"], settings["batch"]
-    options = LiveOptions(duration=duration, render=RenderOptions(amplitude=amplitude),
+    options = LiveOptions(duration=duration, render=RenderOptions(amplitude, renderer),
                           stats_every=10.0 if stats else None, watermark=watermark, **settings)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
                       window, record, not no_label, options)

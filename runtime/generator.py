@@ -1,4 +1,5 @@
-"""The default lip generator: zero download, landmark-driven.
+"""The painted lip generator: no network at all, landmark-driven (`--renderer painted`, the
+fallback for the smallest boards; the learned generator is the default).
 
 The audio gives a target mouth opening per frame (`mouth_model`). The face's own lips are moved
 to that opening by a thin-plate-spline warp (lower lip and chin drop, upper lip lifts a little,
@@ -28,11 +29,16 @@ TEETH_FROM = 0.012
 GRID_CELLS = 24
 
 
+RENDERERS = ("learned", "painted")
+
+
 @dataclass(frozen=True)
 class RenderOptions:
-    """How wide the mouth may open, relative to the speaker's typical range."""
+    """Which built-in renderer draws the mouth, and how wide the mouth moves relative to the
+    speaker's typical range."""
 
     amplitude: float = 1.0
+    renderer: str = "learned"
 
 
 def _tps_backward_map(targets: np.ndarray, offsets: np.ndarray, query: np.ndarray, unit: float) -> np.ndarray:
@@ -189,10 +195,10 @@ class MouthRenderer:
         return out * (1 - cavity[..., None]) + interior * cavity[..., None]
 
 
-class DefaultGenerator:
-    """Audio-driven opening track plus `MouthRenderer`: the zero-download lip generator."""
+class PaintedGenerator:
+    """Audio-driven opening track plus `MouthRenderer`: the lip generator without networks."""
 
-    name = "default"
+    name = "painted"
 
     def __init__(self, model_file: Path | None = None, options: RenderOptions | None = None):
         self.model = MouthModel.load(model_file)

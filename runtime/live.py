@@ -31,7 +31,12 @@ from .audio import HOP, N_FFT, SAMPLE_RATE, log_mel, mel_window_start
 from .avatar import Avatar
 from .errors import EdgeRetalkError
 from .labels import draw_watermark
-from .generator import MAX_OPENING, DefaultGenerator, RenderOptions
+from .generator import MAX_OPENING, PaintedGenerator, RenderOptions
+from .generators import open_generator
+from .learned_generator import SILENCE_RAMP_FRAMES, LearnedGenerator
+from .lip_shape import MEL_BEFORE, mel_windows
+from .lip_shape import mel_centre as shape_mel_centre
+from .lip_shape import samples_needed as shape_samples_needed
 from .mouth_model import (CONTEXT_BEFORE, SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS, mel_centre, mel_features,
                           pool_bands, samples_needed, smooth_latest, voiced)
 from .neural_generator import NeuralGenerator
@@ -240,23 +245,25 @@ class RunningSpectrum:
     PRIOR_FRAMES = 80
     MEMORY_FRAMES = 800
 
-    def __init__(self, typical: np.ndarray):
+    def __init__(self, typical: np.ndarray, bands: Callable[[np.ndarray], np.ndarray] = pool_bands):
         self.mean = typical.astype(np.float64).copy()
+        self._bands = bands
         self._seen = 0
 
     def update(self, mel: np.ndarray) -> np.ndarray:
-        """Add these mel frames (80, n); returns the current mean spectrum (40, 1)."""
-        for column in pool_bands(mel[:, voiced(mel)]).T:
+        """Add these mel frames (80, n); returns the current mean spectrum (bands, 1) of the
+        model's bands (the default generator's pooled pairs, or all 80)."""
+        for column in self._bands(mel[:, voiced(mel)]).T:
             self._seen += 1
             weight = max(1.0 / (self.PRIOR_FRAMES + self._seen), 1.0 / self.MEMORY_FRAMES)
             self.mean += weight * (column[:, None] - self.mean)
         return self.mean
 
 
-class _DefaultDriver:
+class _PaintedDriver:
     """The default generator, fed frame by frame from the timeline."""
 
-    def __init__(self, generator: DefaultGenerator, fps: float):
+    def __init__(self, generator: PaintedGenerator, fps: float):
         self.generator, self.fps = generator, fps
         self._raw: deque[float] = deque(maxlen=3)
         self._spectrum = RunningSpectrum(generator.model.typical_spectrum)
@@ -275,10 +282,37 @@ class _DefaultDriver:
         z = self.generator.model.predict(mel_features(mel, self.fps, 1, index, first_mel - 2, spectrum))
         opening = self.generator.target_opening(z, np.array([silent]))[0]
         self._raw.append(float(opening))
-        smoothed = smooth_latest(np.array(self._raw))
+        smoothed = float(smooth_latest(np.array(self._raw)))
         if points is None:
             return frame
         return self.generator.renderer.render(frame, points, float(np.clip(smoothed, 0.0, MAX_OPENING)))
+
+
+class _LearnedDriver:
+    """The learned generator, fed its mel window from the timeline; the lip-shape motion is
+    smoothed causally and eases to the closed mouth over a few frames of silence."""
+
+    def __init__(self, generator: LearnedGenerator, fps: float):
+        self.generator, self.fps = generator, fps
+        self._recent: deque[np.ndarray] = deque(maxlen=3)
+        self._spectrum = RunningSpectrum(generator.shapes.typical_spectrum, bands=lambda mel: mel)
+        self._quiet = 1.0
+
+    def samples_needed(self, index: int) -> int:
+        return shape_samples_needed(index, self.fps)
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, timeline: AudioTimeline,
+               silent: bool) -> np.ndarray:
+        centre = int(shape_mel_centre(index, self.fps))
+        first_mel = centre - MEL_BEFORE
+        mel = _segment_mel(timeline, first_mel, self.samples_needed(index))
+        since_previous = centre - int(shape_mel_centre(index - 1, self.fps))
+        spectrum = self._spectrum.update(mel[:, 2 + MEL_BEFORE - since_previous:2 + MEL_BEFORE])
+        shapes = self.generator.shapes
+        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, first_mel - 2, spectrum))[0]
+        self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
+        self._recent.append(coefficients * (1 - self._quiet) + shapes.silent * self._quiet)
+        return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))
 
 
 class _NeuralDriver:
@@ -360,16 +394,16 @@ class LiveOptions:
     watermark: bool = False
 
 
-LiveDriver = _DefaultDriver | _NeuralDriver
+LiveDriver = _PaintedDriver | _LearnedDriver | _NeuralDriver
 
 
 def live_driver(options: LiveOptions, fps: float) -> LiveDriver:
     """The generator chosen by `options`, ready to be fed from a timeline (its `.generator.name`
     goes into labels)."""
-    if options.generator is not None:
-        return _NeuralDriver(NeuralGenerator(options.generator, options.threads, options.provider,
-                                             options.provider_options), fps)
-    return _DefaultDriver(DefaultGenerator(options=options.render), fps)
+    generator = open_generator(options.generator, options.render, options.threads, options.provider,
+                               options.provider_options)
+    drivers = {NeuralGenerator: _NeuralDriver, PaintedGenerator: _PaintedDriver, LearnedGenerator: _LearnedDriver}
+    return drivers[type(generator)](generator, fps)
 
 
 def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver: LiveDriver,

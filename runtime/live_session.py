@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +15,7 @@ from .audio_sources import open_audio_source
 from .avatar import Avatar
 from .errors import EdgeRetalkError
 from .labels import synthetic_metadata
+from .learned_generator import is_enrolled
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
 from .live_outputs import MjpegServer, Recorder, Window
 from .pipeline import check_output
@@ -60,7 +61,10 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     load_seconds = time.perf_counter() - started
     if setup.record is not None:
         check_recording(setup.record, setup.avatar)
-    driver = live_driver(setup.options, float(avatar.fps))
+    options = setup.options
+    if options.generator is None and is_enrolled(setup.avatar):
+        options = replace(options, generator=setup.avatar)
+    driver = live_driver(options, float(avatar.fps))
     source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device)
     outputs = []
     recorder: Recorder | None = None
@@ -86,7 +90,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
             outputs.append(recorder)
         if on_ready is not None:
             on_ready(f"listening to {source.name}")
-        report = run_live(avatar, source, outputs, driver, setup.options, stop=stop, on_stats=on_stats)
+        report = run_live(avatar, source, outputs, driver, options, stop=stop, on_stats=on_stats)
         require_frames(report)
     except BaseException:
         if recorder is not None:

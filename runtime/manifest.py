@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import EdgeRetalkError
@@ -28,7 +28,7 @@ class TensorSpec:
 class Manifest:
     """One exported network: format, precision, tensors and the conventions of its inputs.
     `style_encoder` names the network a VideoReTalking generator needs once per reference (its
-    file is among the checksummed companions)."""
+    file is among the checksummed companions); `metadata` holds our own models' constants."""
 
     arch: str
     format: str
@@ -46,6 +46,8 @@ class Manifest:
     mel_steps: int
     exporter: str
     style_encoder: str = ""
+    metadata: dict = field(default_factory=dict)
+    """Constants the runtime needs beside the network (a shape space, a crop geometry)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -80,7 +82,7 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeRetalkError(f"{path}: not a readable manifest ({exc})") from None
     known = {f.name for f in fields(Manifest)}
-    required = {f.name for f in fields(Manifest) if f.default is MISSING}
+    required = {f.name for f in fields(Manifest) if f.default is MISSING and f.default_factory is MISSING}
     if not isinstance(raw, dict) or not required <= set(raw) <= known:
         extra, missing = sorted(set(raw) - known), sorted(required - set(raw))
         raise EdgeRetalkError(f"{path}: invalid manifest (unknown fields {extra}, missing fields {missing})")
@@ -88,6 +90,8 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
         raw["inputs"] = [TensorSpec(**spec) for spec in raw["inputs"]]
         raw["outputs"] = [TensorSpec(**spec) for spec in raw["outputs"]]
         manifest = Manifest(**raw)
+        if not isinstance(manifest.metadata, dict):
+            raise TypeError("metadata must be an object")
     except TypeError as exc:
         raise EdgeRetalkError(f"{path}: invalid manifest ({exc})") from None
     model = (path.parent / manifest.file).resolve()

@@ -133,11 +133,12 @@ def smooth_opening(series: np.ndarray, sigma: float = SMOOTHING_FRAMES) -> np.nd
     return np.convolve(padded, kernel / kernel.sum(), mode="valid")
 
 
-def smooth_latest(recent: np.ndarray) -> float:
-    """Causal smoothing of the newest value over the last three (live mode, which cannot wait for
-    future frames; about half a frame later than `smooth_opening`)."""
-    padded = np.pad(recent, (max(0, len(SMOOTHING_WEIGHTS) - len(recent)), 0), mode="edge")
-    return float(padded[-len(SMOOTHING_WEIGHTS):] @ SMOOTHING_WEIGHTS)
+def smooth_latest(recent: np.ndarray) -> np.ndarray:
+    """Causal smoothing of the newest value (or vector) over the last three (live mode, which
+    cannot wait for future frames; about half a frame later than `smooth_opening`)."""
+    recent = np.asarray(recent)
+    padding = np.repeat(recent[:1], max(0, len(SMOOTHING_WEIGHTS) - len(recent)), axis=0)
+    return np.tensordot(SMOOTHING_WEIGHTS, np.concatenate([padding, recent])[-len(SMOOTHING_WEIGHTS):], axes=1)
 
 
 def predict_opening_z(model: MouthModel, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:

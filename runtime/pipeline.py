@@ -11,9 +11,9 @@ from typing import Callable
 
 from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
-from .generator import DefaultGenerator, RenderOptions
+from .generator import RenderOptions
+from .generators import open_generator
 from .labels import draw_watermark, synthetic_metadata
-from .neural_generator import NeuralGenerator
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, raise_if_interrupted, read_ahead
@@ -84,9 +84,8 @@ def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = 
     samples = load_audio(audio)
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
-    generator = (NeuralGenerator(options.generator, options.threads, options.provider, options.provider_options)
-                 if options.generator is not None
-                 else DefaultGenerator(options=options.render))
+    generator = open_generator(options.generator, options.render, options.threads, options.provider,
+                               options.provider_options)
     with stage("audio"):
         generator.prepare(samples, fps, n_frames)
     metadata = synthetic_metadata(generator.name) if options.label else None

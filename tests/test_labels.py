@@ -23,7 +23,7 @@ def test_inspect_reads_the_label_of_a_run(data, tmp_path):
     result = run_cli("inspect", out, "--json")
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert found["synthetic"] is True and found["generator"] == "default" and found["version"]
+    assert found["synthetic"] is True and found["generator"] == "learned" and found["version"]
     assert any(s.startswith("video h264") for s in found["streams"])
     lines = run_cli("inspect", out).stdout.splitlines()
     assert lines[0].startswith("synthetic: yes (edge-retalk")

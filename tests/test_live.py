@@ -224,7 +224,7 @@ def test_file_source_recording_is_labelled_and_watermarked(avatar, data, tmp_pat
                      "--record", record, "--no-serve", "--watermark")
     assert result.returncode == 0, result.stderr
     found = json.loads(run_cli("inspect", record, "--json").stdout)
-    assert found["synthetic"] and found["generator"] == "default"
+    assert found["synthetic"] and found["generator"] == "learned"
     first = next(iter_video_frames(record))
     plain = next(iter_video_frames(avatar / "loop.mp4"))
     corner = (slice(first.shape[0] - 40, None), slice(first.shape[1] - 200, None))

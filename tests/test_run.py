@@ -15,7 +15,9 @@ import pytest
 
 from conftest import manifest, run_cli
 from edge_retalk.compositor import mouth_region
-from edge_retalk.generator import DefaultGenerator
+from edge_retalk.generator import PaintedGenerator
+from edge_retalk.learned_generator import LearnedGenerator
+from edge_retalk.lip_shape import shape_opening
 from edge_retalk.landmarks import mouth_opening
 from edge_retalk.media import VideoWriter, iter_video_frames, load_audio
 from edge_retalk.tracker import FaceTracker
@@ -131,20 +133,33 @@ def test_only_the_lip_region_changes(data, tmp_path):
     assert np.mean(inside) > 2 * np.mean(outside)
 
 
-def test_mouth_opens_with_speech_and_closes_in_silence(data, tmp_path):
+def intended_opening(renderer: str, portrait: Path, audio: Path, frames: int) -> np.ndarray:
+    """The mouth opening (face heights) each renderer aims for, from the speech alone."""
+    if renderer == "painted":
+        return PaintedGenerator().prepare(load_audio(audio), 25.0, frames)
+    generator = LearnedGenerator()
+    coefficients = generator.prepare(load_audio(audio), 25.0, frames)
+    image = cv2.imread(str(portrait))
+    generator.set_reference(image, FaceTracker(25.0, smooth=False)(image))
+    return shape_opening(np.stack([generator.target_shape(c) for c in coefficients]))
+
+
+@pytest.mark.parametrize("renderer", ["learned", "painted"])
+def test_mouth_opens_with_speech_and_closes_in_silence(data, tmp_path, renderer):
     speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
     audio = write_wav(tmp_path / "speech.wav", np.concatenate([np.zeros(16000, np.float32), speech,
                                                                np.zeros(16000, np.float32)]))
     out = tmp_path / "out.mp4"
-    assert_clean_success(run_cli("run", "--face", data / "portraits" / "photo_astronaut.png",
-                                 "--audio", audio, "-o", out, "-q"))
+    portrait = data / "portraits" / "photo_astronaut.png"
+    assert_clean_success(run_cli("run", "--face", portrait, "--audio", audio, "-o", out, "-q",
+                                 "--renderer", renderer))
     tracker = FaceTracker(25.0, smooth=False)
     opening = np.array([mouth_opening(tracker(frame)) for frame in iter_video_frames(out)])
     silent = np.r_[opening[3:22], opening[-22:-3]]
     talking = opening[30:95]
     assert silent.max() < 0.04 and silent.std() < 0.005
     assert talking.mean() > silent.mean() + 0.01
-    target = DefaultGenerator().prepare(load_audio(audio), 25.0, len(opening))
+    target = intended_opening(renderer, portrait, audio, len(opening))
     assert np.corrcoef(opening[25:100], target[25:100])[0, 1] > 0.6
 
 

@@ -1,0 +1,45 @@
+"""The audio-to-lip-shape network: a log-mel window in, the lip shape's motion coefficients out.
+
+A stack of 1-D convolutions over time (strided, so the window shrinks to a few steps), then a
+linear head. About 0.3 M parameters. The shape space (template, basis, rest estimator), the
+coefficients typical of silence, the typical mean spectrum (a live stream's stand-in until its
+own is known) and, for a personal model, the person's rest shape (zeros in a generic one) ride
+along as buffers, so one checkpoint file holds everything the runtime needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...lip_shape import MEL_STEPS
+from ...landmarks import SHAPE_POINTS, STABLE_POINTS
+
+N_MELS = 80
+COMPONENTS = 8
+WIDTH = 128
+
+
+class LipShapeNet(nn.Module):
+    def __init__(self, components: int = COMPONENTS, width: int = WIDTH):
+        super().__init__()
+        layers, channels = [], N_MELS
+        for stride in (1, 2, 2, 2):
+            layers += [nn.Conv1d(channels, width, 3, stride=stride, padding=1), nn.GELU()]
+            channels = width
+        self.encoder = nn.Sequential(*layers)
+        steps = MEL_STEPS // 8
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(width * steps, 256), nn.GELU(),
+                                  nn.Dropout(0.3), nn.Linear(256, components))
+        points = len(SHAPE_POINTS) * 2
+        self.register_buffer("template", torch.zeros(len(STABLE_POINTS), 2))
+        self.register_buffer("basis", torch.zeros(components, points))
+        self.register_buffer("scale", torch.ones(components))
+        self.register_buffer("rest_weights", torch.zeros(points + 1, components))
+        self.register_buffer("silent", torch.zeros(components))
+        self.register_buffer("rest", torch.zeros(len(SHAPE_POINTS), 2))
+        self.register_buffer("typical_spectrum", torch.zeros(N_MELS))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(batch, 80, MEL_STEPS) normalised log-mel -> (batch, K) motion coefficients (inter-ocular units)."""
+        return self.head(self.encoder(mel)) * self.scale

@@ -1,0 +1,221 @@
+"""The learned lip generator: the audio-to-lip-shape network and the learned mouth renderer.
+
+Per recording the shape network turns speech into the mouth's motion (coefficients of the lip
+shape), smoothed over time, with silence closing the mouth. Per frame, the person's rest shape
+(estimated once, from the reference face) plus that motion gives the target lip shape, which the
+renderer paints into the face's lower-face crop, with the reference crop showing it what this
+person's lips and teeth look like. The crop goes back through the feathered lip-region mask, so
+nothing outside it changes. Both networks are exported files with manifests (shipped in
+`models/` as TFLite, which the base install runs); any engine runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .audio import log_mel
+from .compositor import Region, mouth_region, paste
+from .engines import open_engine
+from .errors import EdgeRetalkError
+from .face_frame import CropBox, invert
+from .lip_shape import ShapeSpace, canonical_shape, mel_windows, smooth_track
+from .manifest import load_manifest
+from .models import model_path
+from .mouth_model import silence_mask
+from .mouth_render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
+
+SHAPE_MODEL = "lip_shape.fp32.tflite"
+RENDERER_MODEL = "mouth_renderer.fp32.tflite"
+SILENCE_RAMP_FRAMES = 2.0
+
+
+class _Network:
+    """An exported network and its manifest, run in chunks its batch axis allows."""
+
+    def __init__(self, model: Path, arch: str, threads: int, provider: str | None, options: dict | None):
+        self.manifest, file = load_manifest(model)
+        if self.manifest.arch != arch:
+            raise EdgeRetalkError(f"{model}: is a {self.manifest.arch!r} network, not a {arch!r} one")
+        self.engine = open_engine(file, threads, provider, options)
+        self._input = self.manifest.inputs[0].name
+        first = self.manifest.inputs[0].shape[0]
+        self._batch = first if isinstance(first, int) else 64
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        outputs = [next(iter(self.engine.run({self._input: x[i:i + self._batch]}).values()))
+                   for i in range(0, len(x), self._batch)]
+        return np.concatenate(outputs)
+
+
+PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    """Which exported networks to use (the shipped ones by default), an optional reference crop of
+    the person (an enrolled bundle's), and how far the mouth moves."""
+
+    shape_model: Path | None = None
+    renderer_model: Path | None = None
+    reference: Path | None = None
+    amplitude: float = 1.0
+
+    @classmethod
+    def enrolled(cls, bundle: Path, amplitude: float = 1.0) -> LearnedOptions:
+        """The personal networks and reference crop of an `edge-retalk enroll` bundle."""
+        missing = [name for name in PERSONAL_FILES if not (bundle / name).is_file()]
+        if missing:
+            raise EdgeRetalkError(f"{bundle}: not an enrolled avatar (missing {', '.join(missing)}; "
+                                  "make one with `edge-retalk enroll`)")
+        return cls(bundle / SHAPE_MODEL, bundle / RENDERER_MODEL, bundle / "reference.png", amplitude)
+
+
+def is_enrolled(bundle: Path) -> bool:
+    """Whether a folder holds an enrolled person's networks."""
+    return all((bundle / name).is_file() for name in PERSONAL_FILES)
+
+
+class ShapeTrack:
+    """Motion coefficients of the lip shape per frame, from speech."""
+
+    def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
+                 options: dict | None = None):
+        self.network = _Network(model or model_path(SHAPE_MODEL), "lip_shape", threads, provider, options)
+        meta = self.network.manifest.metadata
+        self.space = ShapeSpace(np.asarray(meta["template"]), np.asarray(meta["basis"]),
+                                np.asarray(meta["rest_weights"]))
+        self.silent = np.asarray(meta["silent"], np.float32)
+        self.typical_spectrum = np.asarray(meta["typical_spectrum"], np.float32)[:, None]
+        rest = np.asarray(meta.get("rest", []), np.float64)
+        self.rest = rest if rest.size and np.abs(rest).max() > 0 else None
+        """A personal model's own rest shape (None: estimate it from the face)."""
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Raw coefficients (n, K) for network inputs (n, 80, steps)."""
+        return self.network(windows)
+
+    def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+        """Smoothed coefficients per video frame of 16 kHz speech, silence easing to the closed mouth."""
+        coefficients = self.predict(mel_windows(log_mel(samples), fps, n_frames))
+        quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)[:, None]
+        return smooth_track(coefficients) * (1 - quiet) + self.silent * quiet
+
+
+class LearnedRenderer:
+    """Paints a target lip shape into a face with the learned mouth renderer."""
+
+    def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
+                 options: dict | None = None):
+        self.network = _Network(model or model_path(RENDERER_MODEL), "mouth_renderer", threads, provider, options)
+        meta = self.network.manifest.metadata
+        self.template = np.asarray(meta["template"])
+        centre_x, centre_y, side, size = meta["crop"]
+        self.crop = CropBox(float(centre_x), float(centre_y), float(side), int(size))
+
+    def crop_of(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return crop_of(frame, points, self.template, self.crop)
+
+    def render(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], reference: np.ndarray) -> list[np.ndarray]:
+        """Each (frame, landmarks, target canonical shape) with its lip region painted; `reference`
+        is a crop of the same face."""
+        prepared, results = [], [frame for frame, _, _ in items]
+        for position, (frame, points, shape) in enumerate(items):
+            region = mouth_region(points, frame.shape)
+            if region is None:
+                continue
+            image, to_crop = self.crop_of(frame, points)
+            own = canonical_shape(points, self.template)
+            x = network_input(image, repaint_mask([shape, own], self.crop), reference, shape_raster(shape, self.crop))
+            prepared.append((position, region, to_crop, image, x))
+        if not prepared:
+            return results
+        outputs = self.network(np.stack([x for *_, x in prepared]))
+        for (position, region, to_crop, image, x), output in zip(prepared, outputs):
+            results[position] = self._paste(items[position][0], image, x, output, to_crop, region)
+        return results
+
+    def _paste(self, frame: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
+               region: Region) -> np.ndarray:
+        """The repainted area of the crop warped back into the frame and pasted through the repaint
+        mask within the feathered lip region: every other pixel keeps its original value."""
+        canvas = image.copy()
+        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[ROWS] = x[3]
+        x0, y0, x1, y1 = region.box
+        back = invert(to_crop)
+        back[:, 2] -= (x0, y0)
+        size = (x1 - x0, y1 - y0)
+        patch = cv2.warpAffine(canvas, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(mask, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return paste(frame, patch, Region(region.box, region.alpha * alpha))
+
+
+class LearnedGenerator:
+    """Speech -> lip shape -> learned renderer: the default lip generator."""
+
+    name = "learned"
+
+    def __init__(self, options: LearnedOptions | None = None, threads: int = 1, provider: str | None = None,
+                 provider_options: dict | None = None):
+        self.options = options or LearnedOptions()
+        self.shapes = ShapeTrack(self.options.shape_model, threads, provider, provider_options)
+        self.renderer = LearnedRenderer(self.options.renderer_model, threads, provider, provider_options)
+        self._coefficients = np.zeros((1, self.shapes.space.components), np.float32)
+        self._reference_crop: np.ndarray | None = None
+        self._rest: np.ndarray | None = self.shapes.rest
+        if self.options.reference is not None:
+            crop = cv2.imread(str(self.options.reference))
+            size = self.renderer.crop.size
+            if crop is None or crop.shape != (size, size, 3):
+                raise EdgeRetalkError(f"{self.options.reference}: not a {size}x{size} reference crop")
+            self._reference_crop = crop
+
+    def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+        """Compute the lip-shape motion for every output frame; returns it (frames, K)."""
+        self._coefficients = self.shapes.for_speech(samples, fps, n_frames)
+        return self._coefficients
+
+    def set_reference(self, frame: np.ndarray, points: np.ndarray) -> None:
+        """Take this face as the reference: its crop shows the renderer the person's mouth, its lip
+        shape gives the rest shape (where an enrolled bundle does not already give them). The
+        first face seen is used unless this is called."""
+        if self._reference_crop is None:
+            self._reference_crop = self.renderer.crop_of(frame, points)[0]
+        if self._rest is None:
+            self._rest = self.shapes.space.rest_shape(canonical_shape(points, self.shapes.space.template)[None])
+
+    def target_shape(self, coefficients: np.ndarray) -> np.ndarray:
+        """The canonical lip shape for motion `coefficients` around the person's rest shape."""
+        silent = self.shapes.silent
+        scaled = silent + self.options.amplitude * (coefficients - silent)
+        return self.shapes.space.shapes(self._rest, scaled[None])[0]
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, coefficients: np.ndarray) -> np.ndarray:
+        """`frame` with its mouth painted to the lip shape of `coefficients` (live mode)."""
+        return self.render_batch([(frame, points, coefficients)])[0]
+
+    def render_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> list[np.ndarray]:
+        with_face = [(i, frame, points, c) for i, (frame, points, c) in enumerate(items) if points is not None]
+        results = [frame for frame, _, _ in items]
+        if not with_face:
+            return results
+        if self._reference_crop is None or self._rest is None:
+            self.set_reference(with_face[0][1], with_face[0][2])
+        rendered = self.renderer.render([(frame, points, self.target_shape(c)) for _, frame, points, c in with_face],
+                                        self._reference_crop)
+        for (i, *_), frame in zip(with_face, rendered):
+            results[i] = frame
+        return results
+
+    def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:
+        """Frames (frame, landmarks, index) with their mouths generated from the prepared speech."""
+        last = len(self._coefficients) - 1
+        return self.render_batch([(frame, points, self._coefficients[min(index, last)]) for frame, points, index in items])
+
+    def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
+        return self.generate_batch([(frame, points, index)])[0]

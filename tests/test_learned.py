@@ -1,0 +1,83 @@
+"""The learned generator on real media: shipped networks, rest shape, silence, export of our checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_retalk.engines import open_engine
+from edge_retalk.landmarks import SHAPE_POINTS
+from edge_retalk.learned_generator import LearnedGenerator
+from edge_retalk.lip_shape import canonical_shape, mel_windows, shape_opening
+from edge_retalk.audio import log_mel
+from edge_retalk.manifest import load_manifest
+from edge_retalk.media import iter_video_frames, load_audio
+from edge_retalk.models import model_path
+from edge_retalk.tracker import FaceTracker
+
+
+@pytest.fixture(scope="module")
+def generator() -> LearnedGenerator:
+    return LearnedGenerator()
+
+
+def test_shipped_networks_carry_their_shape_space_and_crop(generator):
+    space = generator.shapes.space
+    assert generator.shapes.network.manifest.arch == "lip_shape"
+    assert generator.renderer.network.manifest.arch == "mouth_renderer"
+    assert space.basis.shape == (space.components, 2 * len(SHAPE_POINTS))
+    np.testing.assert_allclose(space.basis @ space.basis.T, np.eye(space.components), atol=1e-4)
+    assert np.allclose(generator.renderer.template, space.template, atol=1e-5)
+
+
+def test_rest_shape_of_an_open_mouth_is_nearly_closed(data, generator):
+    """A face caught mid-word gets a rest shape near the speaker's usual one, not its open mouth."""
+    tracker = FaceTracker(25.0, smooth=False)
+    template = generator.shapes.space.template
+    shapes = np.stack([canonical_shape(p, template) for frame in iter_video_frames(data / "clips" / "geneface_may_5s.mp4")
+                       if (p := tracker(frame)) is not None])
+    opening = shape_opening(shapes)
+    widest = int(np.argmax(opening))
+    rest = generator.shapes.space.rest_shape(shapes[widest:widest + 1])
+    typical = np.median(opening)
+    assert abs(shape_opening(rest) - typical) < 0.5 * (opening[widest] - typical)
+
+
+def test_speech_moves_the_mouth_and_silence_closes_it(data, generator):
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
+    samples = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])
+    coefficients = generator.prepare(samples, 25.0, 125)
+    silent = np.r_[coefficients[:20], coefficients[-20:]]
+    talking = coefficients[30:95]
+    assert np.abs(silent - generator.shapes.silent).max() < 1e-3
+    assert talking.std(axis=0).sum() > 0.5 * np.abs(generator.shapes.silent).sum()
+
+
+def test_wrong_network_is_refused_with_one_line(tmp_path):
+    result = run_cli("run", "--generator", model_path("lip_shape.fp32.tflite"), "--face",
+                     model_path("demo_portrait.png"), "--audio", model_path("demo_speech.wav"), "-o", tmp_path / "o.mp4")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "not a lip generator" in result.stderr
+
+
+@pytest.mark.parametrize("arch, checkpoint, network", [("lip_shape", "lip_shape.pt", "lip_shape.fp32.tflite"),
+                                                        ("mouth_renderer", "mouth_renderer.pt",
+                                                         "mouth_renderer.fp32.tflite")])
+def test_shipped_checkpoints_export_to_the_shipped_networks(data, tmp_path, arch, checkpoint, network):
+    """Our own checkpoints go through `edge-retalk export` like any other, and give the shipped files' numbers."""
+    clip = data / "clips" / "geneface_may_5s.mp4"
+    result = run_cli("export", "--arch", arch, "--checkpoint", model_path(checkpoint), "--to", "onnx:fp32",
+                     "--calib", clip, "-o", tmp_path, "--no-latency")
+    assert result.returncode == 0, result.stderr
+    exported, exported_file = load_manifest(tmp_path / f"{arch}.fp32.onnx")
+    shipped, shipped_file = load_manifest(model_path(network))
+    assert exported.metadata == shipped.metadata
+    if arch == "lip_shape":
+        x = mel_windows(log_mel(load_audio(clip)), 25.0, 40)
+    else:
+        x = np.random.default_rng(0).random((1, *exported.inputs[0].shape[1:]), np.float32)
+    ours, theirs = open_engine(exported_file), open_engine(shipped_file)
+    a = np.concatenate([next(iter(ours.run({ours.input_names[0]: x[i:i + 1]}).values())) for i in range(len(x))])
+    b = np.concatenate([next(iter(theirs.run({theirs.input_names[0]: x[i:i + 1]}).values())) for i in range(len(x))])
+    np.testing.assert_allclose(a, b, atol=1e-4)

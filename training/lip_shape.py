@@ -1,0 +1,235 @@
+"""Train the audio-to-lip-shape network on the cached footage, with held-out-speaker figures.
+
+    python -m edge_retalk.training.lip_shape --cache ~/.cache/edge-retalk/footage -o models/lip_shape.pt
+
+First `--folds` runs, each training on all speakers but one group and scoring that group (opening
+r, per-component r and lip-landmark distance with the rest shape taken from the clip's first
+face, as for a photo); then one run on every speaker, saved for `edge-retalk export --arch
+lip_shape`. The long recordings are trained on only up to their held-out tail. Seeded; `--resume`
+continues the run in progress from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from ..audio import log_mel
+from ..lip_shape import (LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, mean_spectrum, mel_windows, shape_opening,
+                         smooth_track)
+from ..mouth_model import silence_mask
+from ..export.models.lip_shape import COMPONENTS, LipShapeNet
+from .augment import augmented_versions
+
+SEED = 1234
+BATCH = 256
+RIDGE = 1e-3
+
+
+@dataclass
+class Recording:
+    """One clip's training material: canonical shapes of frames with a face, and mel windows
+    (clean and augmented) for those frames."""
+
+    name: str
+    speaker: str
+    shapes: np.ndarray
+    windows: list[np.ndarray]
+    usable: slice
+    silent: np.ndarray
+    spectrum: np.ndarray
+
+
+def recording_of(name: str, speaker: str, stem: Path, template: np.ndarray, held_out_tail: float = 0.0
+                 ) -> Recording | None:
+    """One cached clip as training material (None with fewer than 20 faces); the last
+    `held_out_tail` of its frames is left out of `usable`."""
+    with np.load(stem.parent / f"{stem.name}.npz") as data:
+        points, samples, fps = data["points"], data["samples"], float(data["fps"])
+    frames = np.nonzero(np.isfinite(points[:, 0, 0]))[0]
+    if len(frames) < 20:
+        return None
+    shapes = np.stack([canonical_shape(points[i], template) for i in frames]).astype(np.float32)
+    mels = [log_mel(version) for version in augmented_versions(samples, seed=zlib.crc32(name.encode()))]
+    windows = [mel_windows(mel, fps, len(points))[frames] for mel in mels]
+    return Recording(name, speaker, shapes, windows, slice(0, int(round(len(frames) * (1 - held_out_tail)))),
+                     silence_mask(samples, fps, len(points))[frames], mean_spectrum(mels[0])[:, 0])
+
+
+def load_recordings(cache: Path) -> tuple[list[Recording], np.ndarray, float]:
+    index = json.loads((cache / "index.json").read_text())
+    template = np.asarray(index["template"])
+    recordings = [recording_of(clip["name"], clip["speaker"], cache / clip["name"], template,
+                               index["long_held_out"] if clip["set"] == "long" else 0.0) for clip in index["clips"]]
+    return [r for r in recordings if r is not None], template, index["long_held_out"]
+
+
+def fit_space(recordings: list[Recording], template: np.ndarray, components: int) -> ShapeSpace:
+    """PCA of per-recording motion, and a ridge map from a shape to its motion coefficients."""
+    shapes = [r.shapes[r.usable].reshape(len(r.shapes[r.usable]), -1) for r in recordings]
+    motion = np.concatenate([s - s.mean(axis=0) for s in shapes])
+    _, _, vt = np.linalg.svd(motion - motion.mean(axis=0), full_matrices=False)
+    basis = vt[:components]
+    x = np.concatenate(shapes)
+    x = np.hstack([x, np.ones((len(x), 1))])
+    y = motion @ basis.T
+    weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
+    return ShapeSpace(template, basis, weights)
+
+
+def targets(recording: Recording, space: ShapeSpace) -> np.ndarray:
+    """Motion coefficients of every frame, around the recording's mean shape."""
+    flat = recording.shapes.reshape(len(recording.shapes), -1)
+    return ((flat - flat[recording.usable].mean(axis=0)) @ space.basis.T).astype(np.float32)
+
+
+def standardised(recording: Recording, space: ShapeSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Motion coefficients divided by the recording's own spread (the audio says when and how the
+    mouth moves; how far is the speaker's), and that spread."""
+    motion = targets(recording, space)
+    spread = motion[recording.usable].std(axis=0) + 1e-6
+    return motion / spread, spread
+
+
+def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, checkpoint: Path | None,
+                resume: bool, label: str) -> LipShapeNet:
+    """Train on `recordings`; saves `checkpoint` every few hundred steps (and resumes from it)."""
+    torch.manual_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    versions = len(recordings[0].windows)
+    windows = [np.concatenate([r.windows[v][r.usable] for r in recordings]) for v in range(versions)]
+    standard = [standardised(r, space) for r in recordings]
+    y = np.concatenate([z[r.usable] for r, (z, _) in zip(recordings, standard)])
+    scale = np.median([spread for r, (_, spread) in zip(recordings, standard) if len(r.shapes) >= 50], axis=0)
+    model = LipShapeNet(space.components)
+    model.template.copy_(torch.from_numpy(space.template))
+    model.basis.copy_(torch.from_numpy(space.basis))
+    model.rest_weights.copy_(torch.from_numpy(space.rest_weights))
+    model.scale.copy_(torch.from_numpy(scale))
+    silent = np.concatenate([z[r.usable][r.silent[r.usable]] for r, (z, _) in zip(recordings, standard)])
+    model.silent.copy_(torch.from_numpy(scale * silent.mean(axis=0) if len(silent) else np.zeros(space.components)))
+    model.typical_spectrum.copy_(torch.from_numpy(np.mean([r.spectrum for r in recordings], axis=0)))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    start = 0
+    if resume and checkpoint is not None and checkpoint.with_suffix(".state").exists():
+        state = torch.load(checkpoint.with_suffix(".state"), weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        start, rng = state["step"], state["rng"]
+    model.train()
+    with Progress(transient=True) as progress:
+        task = progress.add_task(label, total=steps, completed=start)
+        for step in range(start, steps):
+            rows = rng.integers(0, len(y), BATCH)
+            version = rng.integers(0, versions, BATCH)
+            batch = np.stack([windows[v][r] for v, r in zip(version, rows)])
+            predicted = model(torch.from_numpy(batch)) / model.scale
+            loss = ((predicted - torch.from_numpy(y[rows])) ** 2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            progress.update(task, advance=1, description=f"{label} loss {loss.item():.3f}")
+            if checkpoint is not None and (step + 1) % 500 == 0:
+                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                            "schedule": schedule.state_dict(), "step": step + 1, "rng": rng},
+                           checkpoint.with_suffix(".state"))
+    return model.eval()
+
+
+def fold_scale(model: LipShapeNet) -> LipShapeNet:
+    """Fold the output scale into the last layer (same outputs, one multiply fewer, and a graph
+    that full-integer quantisers accept)."""
+    last = model.head[-1]
+    with torch.no_grad():
+        last.weight.mul_(model.scale[:, None])
+        last.bias.mul_(model.scale)
+        model.scale.fill_(1.0)
+    return model
+
+
+def predict(model: LipShapeNet, windows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(windows[i:i + 1024])).numpy()
+                               for i in range(0, len(windows), 1024)])
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-9 and b.std() > 1e-9 else 0.0
+
+
+def score(model: LipShapeNet, space: ShapeSpace, recording: Recording, part: slice | None = None,
+          rest: np.ndarray | None = None) -> dict[str, float]:
+    """Held-out figures of one recording (its `part`: by default all of it, or a long recording's
+    held-out tail), driven by its own clean speech; the rest shape is `rest` or estimated from
+    the first frame, as for a photo."""
+    if part is None:
+        part = slice(recording.usable.stop, None) if recording.name.startswith("long/") else slice(None)
+    shapes = recording.shapes[part]
+    coefficients = smooth_track(predict(model, recording.windows[0][part]))
+    rest = space.rest_shape(shapes[:1]) if rest is None else rest
+    predicted = space.shapes(rest, coefficients)
+    truth = targets(recording, space)[part]
+    distance = lambda a: float(np.linalg.norm(a[:, LIP_ROWS] - shapes[:, LIP_ROWS], axis=-1).mean())  # noqa: E731
+    return {"r_opening": pearson(shape_opening(predicted), shape_opening(shapes)),
+            **{f"r_c{k}": pearson(coefficients[:, k], truth[:, k]) for k in range(space.components)},
+            "lmd": distance(predicted), "lmd_frozen": distance(np.repeat(shapes[:1], len(shapes), axis=0))}
+
+
+def summarise(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    keys = next(iter(rows.values())).keys()
+    return {k: float(np.median([r[k] for r in rows.values()])) for k in keys}
+
+
+@click.command()
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--folds", type=int, default=4, help="Held-out speaker groups to score (0: train the final model only).")
+@click.option("--steps", type=int, default=4000)
+@click.option("--resume", is_flag=True, help="Continue the final run from its last checkpoint.")
+def main(cache: Path, output: Path, folds: int, steps: int, resume: bool) -> None:
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.set_num_threads(2)
+    started = time.time()
+    recordings, template, _ = load_recordings(cache)
+    click.echo(f"{len(recordings)} recordings, {sum(len(r.shapes) for r in recordings)} frames with a face")
+    speakers = sorted({r.speaker for r in recordings if not r.name.startswith("long/")})
+    random.Random(SEED).shuffle(speakers)
+    held_out: dict[str, dict[str, float]] = {}
+    for fold in range(folds):
+        group = set(speakers[fold::folds])
+        train = [r for r in recordings if r.speaker not in group]
+        space = fit_space(train, template, COMPONENTS)
+        model = train_model(train, space, steps, None, False, f"fold {fold + 1}/{folds}")
+        for r in recordings:
+            if r.speaker in group:
+                held_out[r.name] = score(model, space, r)
+        click.echo(f"fold {fold + 1}/{folds}: {len(group)} speakers held out; so far "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in summarise(held_out).items() if not k.startswith("r_c")))
+    space = fit_space(recordings, template, COMPONENTS)
+    model = fold_scale(train_model(recordings, space, steps, output, resume, "final"))
+    torch.save({"state_dict": model.state_dict()}, output)
+    report = {"seed": SEED, "steps": steps, "folds": folds, "components": COMPONENTS, "mel_steps": MEL_STEPS,
+              "trained_on": [r.name for r in recordings], "held_out_median": summarise(held_out) if held_out else {},
+              "held_out": held_out,
+              "long_tail": {r.name: score(model, space, r) for r in recordings if r.name.startswith("long/")},
+              "minutes": (time.time() - started) / 60}
+    output.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
+    click.echo(f"saved {output}; held-out-speaker medians: "
+               + ", ".join(f"{k} {v:.3f}" for k, v in report["held_out_median"].items()))
+
+
+if __name__ == "__main__":
+    main()

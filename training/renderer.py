@@ -1,0 +1,263 @@
+"""Train the learned mouth renderer on the cached footage, and score it on held-out speakers.
+
+    python -m edge_retalk.training.renderer --cache ~/.cache/edge-retalk/footage -o models/mouth_renderer.pt
+
+Each step shows the network frames of many people with their mouth region blanked, a reference
+frame of the same person and the real lip shape of the blanked frame; it learns to paint the real
+mouth back (L1 and image-gradient losses inside the region). Speakers in `HELD_OUT` are never
+trained on: the reconstruction test renders their frames from their first frame and the real
+lip shape, and compares the mouth region with the real frames, beside the painted renderer.
+Checkpoints every few minutes; `--resume` continues; `--minutes` bounds the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..export.models.mouth_renderer import MouthRenderer
+from ..face_frame import CropBox
+from ..generator import MouthRenderer as PaintedRenderer
+from ..landmarks import mouth_opening
+from ..lip_shape import canonical_shape
+from ..metrics import apply, psnr, ssim
+from ..mouth_render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster
+
+SEED = 1234
+BATCH = 16
+HELD_OUT = ("clips/hdtf_wda_katiehill_8s", "clips/vox2_00098", "clips/lrs2_00019", "clips/mimictalk_trump_10s",
+            "clips/retalking_face2_5s", "clips/geneface_may_5s", "clips/grid_bbaf2n")
+
+
+@dataclass
+class Footage:
+    """One clip's crops with, per frame with a face, its canonical lip shape and shape raster."""
+
+    name: str
+    crops: np.ndarray
+    frames: np.ndarray
+    shapes: np.ndarray
+    rasters: np.ndarray
+    points: np.ndarray
+    matrices: np.ndarray
+
+
+def footage_of(name: str, stem: Path, template: np.ndarray, crop: CropBox, part: slice = slice(None)) -> Footage | None:
+    """One cached clip (`stem`.npz and `stem`.crops.npy) with masks and shape rasters of the frames
+    with a face in `part` (a slice of those frames); None if fewer than ten."""
+    with np.load(stem.parent / f"{stem.name}.npz") as data:
+        points, matrices = data["points"], data["matrices"]
+    frames = np.nonzero(np.isfinite(points[:, 0, 0]))[0][part]
+    if len(frames) < 10:
+        return None
+    crops = np.load(stem.parent / f"{stem.name}.crops.npy")
+    shapes = np.stack([canonical_shape(points[i], template) for i in frames])
+    rasters = np.stack([(shape_raster(shape, crop) * 255).astype(np.uint8) for shape in shapes])
+    return Footage(name, crops, frames, shapes, rasters, points, matrices)
+
+
+def load_footage(cache: Path, names: list[str] | None, held_out_tail: float, template: np.ndarray,
+                 crop: CropBox) -> list[Footage]:
+    """The cached clips (those in `names`, or all with the long recordings' held-out tail left out)."""
+    index = json.loads((cache / "index.json").read_text())
+    result = []
+    for clip in index["clips"]:
+        if names is not None and clip["name"] not in names:
+            continue
+        tail = held_out_tail if clip["set"] == "long" and names is None else 0.0
+        with np.load(cache / f"{clip['name']}.npz") as data:
+            with_face = int(np.isfinite(data["points"][:, 0, 0]).sum())
+        footage = footage_of(clip["name"], cache / clip["name"], template, crop,
+                             slice(0, int(round(with_face * (1 - tail)))))
+        if footage is not None:
+            result.append(footage)
+    return result
+
+
+def make_batch(footage: list[Footage], rng: np.random.Generator, size: int, crop: CropBox) -> tuple[np.ndarray, ...]:
+    """Inputs, targets and masks for `size` random frames, each with a random reference frame of
+    the same clip and a mask around its lips and (as at run time, where the frame's own mouth
+    differs from the target) another frame's; flipped and colour-jittered at random."""
+    weights = np.sqrt([len(f.frames) for f in footage])
+    picks = rng.choice(len(footage), size, p=weights / weights.sum())
+    inputs, target, masks = [], [], []
+    for clip in (footage[p] for p in picks):
+        k, j, other = rng.integers(0, len(clip.frames), 3)
+        image, reference = clip.crops[clip.frames[k]], clip.crops[clip.frames[j]]
+        mask = repaint_mask([clip.shapes[k], clip.shapes[other]], crop)
+        raster = clip.rasters[k].astype(np.float32) / 255.0
+        gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+        image = np.clip(image * gain + bias, 0, 255)
+        reference = np.clip(reference * gain + bias, 0, 255)
+        x = network_input(image, mask, reference, raster)
+        y = image[ROWS].astype(np.float32).transpose(2, 0, 1) / 255.0
+        if rng.random() < 0.5:
+            x, y, mask = x[..., ::-1], y[..., ::-1], mask[..., ::-1]
+        inputs.append(x)
+        target.append(y)
+        masks.append(mask)
+    return np.ascontiguousarray(inputs), np.ascontiguousarray(target), np.ascontiguousarray(masks)[:, None]
+
+
+def gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return image[..., :, 1:] - image[..., :, :-1], image[..., 1:, :] - image[..., :-1, :]
+
+
+def renderer_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """L1 and image-gradient L1 of the composite (output inside the region, input outside),
+    averaged over the region's pixels."""
+    composite = mask * output + inputs[:, :3]
+    area = mask.sum() * 3 + 1.0
+    l1 = (torch.abs(composite - target) * mask).sum() / area
+    gx, gy = gradients(composite)
+    tx, ty = gradients(target)
+    edge = (torch.abs(gx - tx) * mask[..., :, 1:]).sum() / area + (torch.abs(gy - ty) * mask[..., 1:, :]).sum() / area
+    return l1 + edge
+
+
+def render_crop(model, image: np.ndarray, mask: np.ndarray, reference: np.ndarray, raster: np.ndarray) -> np.ndarray:
+    """The network's composite for one crop, as a BGR uint8 crop (the rows it sees)."""
+    x = network_input(image, mask, reference, raster)
+    composite = blend_output(x, model(x[None])[0])
+    return np.clip(composite.transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def reconstruction(run_model, clip: Footage, template: np.ndarray, crop: CropBox, every: int = 4):
+    """For frames of a held-out clip: the real crop, the painted renderer's and the learned
+    renderer's (`run_model`), both made from the clip's first frame and the frame's real lip shape."""
+    first = clip.frames[0]
+    base, base_points, base_matrix = clip.crops[first], clip.points[first], clip.matrices[first].astype(np.float64)
+    in_crop = base_points.copy()
+    in_crop[:, :2] = apply(base_matrix, base_points[:, :2].astype(np.float64))
+    painted = PaintedRenderer()
+    rows = []
+    for k in range(0, len(clip.frames), every):
+        real = clip.crops[clip.frames[k]][ROWS]
+        shape = canonical_shape(clip.points[clip.frames[k]], template)
+        mask = repaint_mask([shape, clip.shapes[0]], crop)
+        learned = render_crop(run_model, base, mask, base, shape_raster(shape, crop))
+        opening = float(mouth_opening(clip.points[clip.frames[k]]))
+        paint = painted.render(np.ascontiguousarray(base), in_crop, opening)[ROWS]
+        rows.append((real, paint, learned, mask))
+    return rows
+
+
+def region_scores(rows) -> dict[str, float]:
+    """Mean PSNR and SSIM inside the lip region's box, painted and learned against real."""
+    out: dict[str, list[float]] = {"psnr_painted": [], "psnr_learned": [], "ssim_painted": [], "ssim_learned": []}
+    for real, paint, learned, mask in rows:
+        ys, xs = np.nonzero(mask > 0.5)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        for name, image in (("painted", paint), ("learned", learned)):
+            out[f"psnr_{name}"].append(psnr(real[box], image[box]))
+            out[f"ssim_{name}"].append(ssim(real[box], image[box]))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def contact_sheet(rows, path: Path, count: int = 6) -> None:
+    """Real / painted / learned crops side by side, one row per frame."""
+    picks = np.linspace(0, len(rows) - 1, min(count, len(rows))).astype(int)
+    cv2.imwrite(str(path), np.concatenate([np.concatenate(rows[i][:3], axis=1) for i in picks], axis=0))
+
+
+def torch_runner(model: MouthRenderer):
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    return run
+
+
+@click.command()
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--steps", type=int, default=20000)
+@click.option("--minutes", type=float, default=60.0, help="Stop (and save) after this long.")
+@click.option("--lr", type=float, default=1e-3)
+@click.option("--resume", is_flag=True)
+@click.option("--init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights (a new schedule), e.g. an earlier run's.")
+def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resume: bool, init: Path | None) -> None:
+    torch.manual_seed(SEED)
+    torch.set_num_threads(2)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    index = json.loads((cache / "index.json").read_text())
+    template, crop = np.asarray(index["template"]), CropBox(**index["crop"])
+    everyone = load_footage(cache, None, index["long_held_out"], template, crop)
+    train = [f for f in everyone if f.name not in HELD_OUT]
+    click.echo(f"training on {len(train)} clips, {sum(len(f.frames) for f in train)} frames; "
+               f"held out: {', '.join(HELD_OUT)}")
+    model = MouthRenderer()
+    model.template.copy_(torch.from_numpy(template))
+    model.crop.copy_(torch.tensor([crop.centre_x, crop.centre_y, crop.side, crop.size], dtype=torch.float32))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.03)
+    if init is not None:
+        model.load_state_dict(torch.load(init, weights_only=True)["state_dict"])
+    rng, start = np.random.default_rng(SEED), 0
+    state_file = output.with_suffix(".state")
+    if resume and state_file.exists():
+        state = torch.load(state_file, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        start, rng = state["step"], state["rng"]
+        click.echo(f"resumed at step {start}")
+
+    def save(step: int) -> None:
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(), "step": step, "rng": rng}, state_file)
+        torch.save({"state_dict": model.state_dict()}, output)
+
+    started, saved, losses = time.time(), time.time(), []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("renderer", total=steps, completed=start)
+        step = start
+        for step in range(start, steps):
+            x, y, m = (torch.from_numpy(a) for a in make_batch(train, rng, BATCH, crop))
+            loss = renderer_loss(model(x), y, m, x)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+            progress.update(task, advance=1, description=f"renderer loss {np.mean(losses[-100:]):.4f}")
+            if (step + 1) % 200 == 0:
+                print(f"step {step + 1} loss {np.mean(losses[-200:]):.4f} {time.time() - started:.0f}s", flush=True)
+            if time.time() - saved > 240:
+                save(step + 1)
+                saved = time.time()
+            if time.time() - started > minutes * 60:
+                break
+        save(step + 1)
+    model.eval()
+    held = load_footage(cache, list(HELD_OUT), 0.0, template, crop)
+    if not held:
+        click.echo("none of the held-out speakers is in the cache: no reconstruction scores")
+        return
+    scores, sheets = {}, []
+    for clip in held:
+        rows = reconstruction(torch_runner(model), clip, template, crop)
+        scores[clip.name] = region_scores(rows)
+        sheets.append(rows)
+        click.echo(f"{clip.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores[clip.name].items()))
+    for clip, rows in zip(held, sheets):
+        contact_sheet(rows, output.with_name(f"{output.stem}.sheet.{clip.name.split('/')[-1]}.png"), 4)
+    mean = {k: float(np.mean([s[k] for s in scores.values()])) for k in next(iter(scores.values()))}
+    report = {"seed": SEED, "steps_done": step + 1, "batch": BATCH, "held_out": list(HELD_OUT), "scores": scores,
+              "mean": mean, "trained_on": [f.name for f in train]}
+    output.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
+    click.echo("held-out mean: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+
+
+if __name__ == "__main__":
+    main()
