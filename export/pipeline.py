@@ -173,7 +173,7 @@ def lip_shape_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_chec
 
     model = load_checkpoint(LipShapeNet(), checkpoint, allow_partial)
     metadata = {name: getattr(model, name).numpy().round(7).tolist()
-                for name in ("template", "basis", "rest_weights", "silent", "typical_spectrum", "rest")}
+                for name in ("template", "basis", "rest_weights", "silent", "typical_spectrum", "rest", "gain")}
     return _single_part_plan("lip_shape", model, shape_inputs(calib, limit=128, speech=speech), "mel", "coefficients",
                              0, SHAPE_MEL_STEPS, metadata)
 

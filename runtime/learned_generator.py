@@ -89,6 +89,7 @@ class ShapeTrack:
         self.space = ShapeSpace(np.asarray(meta["template"]), np.asarray(meta["basis"]),
                                 np.asarray(meta["rest_weights"]))
         self.silent = np.asarray(meta["silent"], np.float32)
+        self.gain = np.asarray(meta.get("gain", np.ones(self.space.components)), np.float32)
         self.typical_spectrum = np.asarray(meta["typical_spectrum"], np.float32)[:, None]
         rest = np.asarray(meta.get("rest", []), np.float64)
         self.rest = rest if rest.size and np.abs(rest).max() > 0 else None
@@ -98,11 +99,18 @@ class ShapeTrack:
         """Raw coefficients (n, K) for network inputs (n, 80, steps)."""
         return self.network(windows)
 
-    def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-        """Smoothed coefficients per video frame of 16 kHz speech, silence easing to the closed mouth."""
+    def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Smoothed coefficients per video frame of 16 kHz speech, and how silent each frame is
+        (0 to 1, eased over a few frames)."""
         coefficients = self.predict(mel_windows(log_mel(samples), fps, n_frames))
-        quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)[:, None]
-        return smooth_track(coefficients) * (1 - quiet) + self.silent * quiet
+        quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)
+        return smooth_track(coefficients), quiet
+
+    def motion(self, coefficients: np.ndarray, quiet: np.ndarray, amplitude: float = 1.0) -> np.ndarray:
+        """Motion away from the closed mouth (n, K) for the network's coefficients (n, K): their
+        distance from the closed mouth's coefficients (`silent`), the fluctuation scaled by the
+        gain that undoes the regression's shrinkage, all by `amplitude`; none where `quiet`."""
+        return (1 - quiet)[:, None] * amplitude * (self.gain * coefficients - self.silent)
 
 
 class LearnedRenderer:
@@ -165,7 +173,7 @@ class LearnedGenerator:
         self.options = options or LearnedOptions()
         self.shapes = ShapeTrack(self.options.shape_model, threads, provider, provider_options)
         self.renderer = LearnedRenderer(self.options.renderer_model, threads, provider, provider_options)
-        self._coefficients = np.zeros((1, self.shapes.space.components), np.float32)
+        self._motion = np.zeros((1, self.shapes.space.components), np.float32)
         self._reference_crop: np.ndarray | None = None
         self._rest: np.ndarray | None = self.shapes.rest
         if self.options.reference is not None:
@@ -177,8 +185,8 @@ class LearnedGenerator:
 
     def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
         """Compute the lip-shape motion for every output frame; returns it (frames, K)."""
-        self._coefficients = self.shapes.for_speech(samples, fps, n_frames)
-        return self._coefficients
+        self._motion = self.shapes.motion(*self.shapes.for_speech(samples, fps, n_frames), self.options.amplitude)
+        return self._motion
 
     def set_reference(self, frame: np.ndarray, points: np.ndarray) -> None:
         """Take this face as the reference: its crop shows the renderer the person's mouth, its lip
@@ -189,15 +197,13 @@ class LearnedGenerator:
         if self._rest is None:
             self._rest = self.shapes.space.rest_shape(canonical_shape(points, self.shapes.space.template)[None])
 
-    def target_shape(self, coefficients: np.ndarray) -> np.ndarray:
-        """The canonical lip shape for motion `coefficients` around the person's rest shape."""
-        silent = self.shapes.silent
-        scaled = silent + self.options.amplitude * (coefficients - silent)
-        return self.shapes.space.shapes(self._rest, scaled[None])[0]
+    def target_shape(self, motion: np.ndarray) -> np.ndarray:
+        """The canonical lip shape: the person's rest (closed) shape moved by `motion` (K,)."""
+        return self.shapes.space.shapes(self._rest, motion[None])[0]
 
-    def render(self, frame: np.ndarray, points: np.ndarray | None, coefficients: np.ndarray) -> np.ndarray:
-        """`frame` with its mouth painted to the lip shape of `coefficients` (live mode)."""
-        return self.render_batch([(frame, points, coefficients)])[0]
+    def render(self, frame: np.ndarray, points: np.ndarray | None, motion: np.ndarray) -> np.ndarray:
+        """`frame` with its mouth painted to the lip shape of `motion` (live mode)."""
+        return self.render_batch([(frame, points, motion)])[0]
 
     def render_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> list[np.ndarray]:
         with_face = [(i, frame, points, c) for i, (frame, points, c) in enumerate(items) if points is not None]
@@ -214,8 +220,8 @@ class LearnedGenerator:
 
     def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:
         """Frames (frame, landmarks, index) with their mouths generated from the prepared speech."""
-        last = len(self._coefficients) - 1
-        return self.render_batch([(frame, points, self._coefficients[min(index, last)]) for frame, points, index in items])
+        last = len(self._motion) - 1
+        return self.render_batch([(frame, points, self._motion[min(index, last)]) for frame, points, index in items])
 
     def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
         return self.generate_batch([(frame, points, index)])[0]

@@ -309,9 +309,9 @@ class _LearnedDriver:
         since_previous = centre - int(shape_mel_centre(index - 1, self.fps))
         spectrum = self._spectrum.update(mel[:, 2 + MEL_BEFORE - since_previous:2 + MEL_BEFORE])
         shapes = self.generator.shapes
-        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, first_mel - 2, spectrum))[0]
+        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, first_mel - 2, spectrum))
         self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
-        self._recent.append(coefficients * (1 - self._quiet) + shapes.silent * self._quiet)
+        self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
         return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))
 
 

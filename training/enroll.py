@@ -36,7 +36,7 @@ from ..models import model_path
 from ..stream import raise_if_interrupted
 from ..tracker import FaceDetector
 from .footage import Clip, measure
-from .lip_shape import recording_of, score, targets
+from .lip_shape import closed_offset, recording_of, score, targets
 from .renderer import BATCH, footage_of, make_batch, reconstruction, region_scores, renderer_loss, torch_runner
 
 HELD_OUT = 0.15
@@ -121,7 +121,8 @@ def check_measured(face: Path, points: np.ndarray, silent: np.ndarray, opening: 
 
 def fine_tune_shape(model: LipShapeNet, recording, space: ShapeSpace, steps: int, state_file: Path, resume: bool,
                     advance: Advance) -> LipShapeNet:
-    """The generic shape network adapted to one person: their motion, in their own scale."""
+    """The generic shape network adapted to one person: their motion, in their own scale, around
+    their own closed mouth (no shrinkage gain: it learns their range)."""
     usable = recording.usable
     y = targets(recording, space)[usable]
     spread = torch.from_numpy(y.std(axis=0) + 1e-6)
@@ -148,12 +149,10 @@ def fine_tune_shape(model: LipShapeNet, recording, space: ShapeSpace, steps: int
             torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1,
                         "rng": rng}, state_file)
     model.eval()
-    shapes = recording.shapes[usable]
     with torch.no_grad():
-        model.rest.copy_(torch.from_numpy(shapes.mean(axis=0)))
-        silent = y[recording.silent[usable]]
-        if len(silent):
-            model.silent.copy_(torch.from_numpy(silent.mean(axis=0)))
+        model.rest.copy_(torch.from_numpy(recording.closed))
+        model.silent.copy_(torch.from_numpy(closed_offset(recording, space)))
+        model.gain.fill_(1.0)
     return model
 
 

@@ -33,6 +33,8 @@ from .augment import augmented_versions
 SEED = 1234
 BATCH = 256
 RIDGE = 1e-3
+CLOSED_QUANTILE = 0.1
+MAX_GAIN = 1.6
 
 
 @dataclass
@@ -47,6 +49,13 @@ class Recording:
     usable: slice
     silent: np.ndarray
     spectrum: np.ndarray
+
+    @property
+    def closed(self) -> np.ndarray:
+        """The recording's closed mouth: the mean shape of its least open tenth of usable frames."""
+        shapes = self.shapes[self.usable]
+        opening = shape_opening(shapes)
+        return shapes[opening <= np.quantile(opening, CLOSED_QUANTILE)].mean(axis=0)
 
 
 def recording_of(name: str, speaker: str, stem: Path, template: np.ndarray, held_out_tail: float = 0.0
@@ -74,14 +83,15 @@ def load_recordings(cache: Path) -> tuple[list[Recording], np.ndarray, float]:
 
 
 def fit_space(recordings: list[Recording], template: np.ndarray, components: int) -> ShapeSpace:
-    """PCA of per-recording motion, and a ridge map from a shape to its motion coefficients."""
+    """PCA of per-recording motion, and a ridge map from a shape to its motion coefficients away
+    from the recording's closed mouth (so a face's rest shape is its closed mouth)."""
     shapes = [r.shapes[r.usable].reshape(len(r.shapes[r.usable]), -1) for r in recordings]
     motion = np.concatenate([s - s.mean(axis=0) for s in shapes])
     _, _, vt = np.linalg.svd(motion - motion.mean(axis=0), full_matrices=False)
     basis = vt[:components]
     x = np.concatenate(shapes)
     x = np.hstack([x, np.ones((len(x), 1))])
-    y = motion @ basis.T
+    y = np.concatenate([(s - r.closed.reshape(-1)) for s, r in zip(shapes, recordings)]) @ basis.T
     weights = np.linalg.solve(x.T @ x + RIDGE * len(x) * np.eye(x.shape[1]), x.T @ y)
     return ShapeSpace(template, basis, weights)
 
@@ -90,6 +100,11 @@ def targets(recording: Recording, space: ShapeSpace) -> np.ndarray:
     """Motion coefficients of every frame, around the recording's mean shape."""
     flat = recording.shapes.reshape(len(recording.shapes), -1)
     return ((flat - flat[recording.usable].mean(axis=0)) @ space.basis.T).astype(np.float32)
+
+
+def closed_offset(recording: Recording, space: ShapeSpace) -> np.ndarray:
+    """The closed mouth's coefficients relative to the recording's mean shape."""
+    return ((recording.closed - recording.shapes[recording.usable].mean(axis=0)).reshape(-1) @ space.basis.T)
 
 
 def standardised(recording: Recording, space: ShapeSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +130,8 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
     model.basis.copy_(torch.from_numpy(space.basis))
     model.rest_weights.copy_(torch.from_numpy(space.rest_weights))
     model.scale.copy_(torch.from_numpy(scale))
-    silent = np.concatenate([z[r.usable][r.silent[r.usable]] for r, (z, _) in zip(recordings, standard)])
-    model.silent.copy_(torch.from_numpy(scale * silent.mean(axis=0) if len(silent) else np.zeros(space.components)))
+    closed = np.median([closed_offset(r, space) / spread for r, (_, spread) in zip(recordings, standard)], axis=0)
+    model.silent.copy_(torch.from_numpy(scale * closed))
     model.typical_spectrum.copy_(torch.from_numpy(np.mean([r.spectrum for r in recordings], axis=0)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-2)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
@@ -179,10 +194,12 @@ def score(model: LipShapeNet, space: ShapeSpace, recording: Recording, part: sli
     shapes = recording.shapes[part]
     coefficients = smooth_track(predict(model, recording.windows[0][part]))
     rest = space.rest_shape(shapes[:1]) if rest is None else rest
-    predicted = space.shapes(rest, coefficients)
+    predicted = space.shapes(rest, coefficients - model.silent.numpy())
     truth = targets(recording, space)[part]
     distance = lambda a: float(np.linalg.norm(a[:, LIP_ROWS] - shapes[:, LIP_ROWS], axis=-1).mean())  # noqa: E731
     return {"r_opening": pearson(shape_opening(predicted), shape_opening(shapes)),
+            **{f"spread_ratio_c{k}": float(truth[:, k].std() / max(coefficients[:, k].std(), 1e-9))
+               for k in range(space.components)},
             **{f"r_c{k}": pearson(coefficients[:, k], truth[:, k]) for k in range(space.components)},
             "lmd": distance(predicted), "lmd_frozen": distance(np.repeat(shapes[:1], len(shapes), axis=0))}
 
@@ -220,6 +237,9 @@ def main(cache: Path, output: Path, folds: int, steps: int, resume: bool) -> Non
                    + ", ".join(f"{k} {v:.3f}" for k, v in summarise(held_out).items() if not k.startswith("r_c")))
     space = fit_space(recordings, template, COMPONENTS)
     model = fold_scale(train_model(recordings, space, steps, output, resume, "final"))
+    if held_out:
+        ratios = [np.median([r[f"spread_ratio_c{k}"] for r in held_out.values()]) for k in range(COMPONENTS)]
+        model.gain.copy_(torch.tensor(np.clip(ratios, 1.0, MAX_GAIN), dtype=torch.float32))
     torch.save({"state_dict": model.state_dict()}, output)
     report = {"seed": SEED, "steps": steps, "folds": folds, "components": COMPONENTS, "mel_steps": MEL_STEPS,
               "trained_on": [r.name for r in recordings], "held_out_median": summarise(held_out) if held_out else {},

@@ -2,9 +2,10 @@
 
 A stack of 1-D convolutions over time (strided, so the window shrinks to a few steps), then a
 linear head. About 0.3 M parameters. The shape space (template, basis, rest estimator), the
-coefficients typical of silence, the typical mean spectrum (a live stream's stand-in until its
-own is known) and, for a personal model, the person's rest shape (zeros in a generic one) ride
-along as buffers, so one checkpoint file holds everything the runtime needs.
+coefficients of the closed mouth (shown in silence), the typical mean spectrum (a live stream's stand-in until its
+own is known), the gain that undoes the regression's shrinkage of the motion (measured on
+held-out speakers) and, for a personal model, the person's rest shape (zeros in a generic one)
+ride along as buffers, so one checkpoint file holds everything the runtime needs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class LipShapeNet(nn.Module):
         self.register_buffer("rest_weights", torch.zeros(points + 1, components))
         self.register_buffer("silent", torch.zeros(components))
         self.register_buffer("rest", torch.zeros(len(SHAPE_POINTS), 2))
+        self.register_buffer("gain", torch.ones(components))
         self.register_buffer("typical_spectrum", torch.zeros(N_MELS))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
