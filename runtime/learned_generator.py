@@ -34,7 +34,8 @@ SILENCE_RAMP_FRAMES = 2.0
 
 
 class _Network:
-    """An exported network and its manifest, run in chunks its batch axis allows."""
+    """An exported network and its manifest, run in chunks its batch axis allows; run once on
+    opening, so that the engine's first-call set-up does not fall on a live frame."""
 
     def __init__(self, model: Path, arch: str, threads: int, provider: str | None, options: dict | None):
         self.manifest, file = load_manifest(model)
@@ -44,6 +45,7 @@ class _Network:
         self._input = self.manifest.inputs[0].name
         first = self.manifest.inputs[0].shape[0]
         self._batch = first if isinstance(first, int) else 64
+        self(np.zeros([1, *self.manifest.inputs[0].shape[1:]], np.float32))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         outputs = [next(iter(self.engine.run({self._input: x[i:i + self._batch]}).values()))

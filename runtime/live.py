@@ -6,7 +6,7 @@ faster than real time (a TTS engine sending a sentence at once) queues up. Video
 timeline samples [k/fps, (k+1)/fps). It is rendered as soon as the audio it needs has arrived (the
 generator's look-ahead included), but never before real time allows; if that audio is late, the
 frame is rendered with silence after a short grace period, and the late audio follows that
-silence. So that such delays cannot add up over hours in a microphone's endless stream, silence
+silence; while no audio comes at all (an idle sender), frames do not wait for the grace period. So that such delays cannot add up over hours in a microphone's endless stream, silence
 queued up in it beyond 0.2 s is skipped (streamed speech, such as a TTS engine's, is shown in
 full and in its own time, since the speaker plays it that way). When the machine cannot keep up,
 frames are dropped (and counted) rather than letting the picture fall more than two frames
@@ -424,6 +424,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
     last_shown: np.ndarray | None = None
     loudness = Loudness()
     next_stats = options.stats_every
+    starved = False
     index = 0
     try:
         while not stop.is_set():
@@ -434,16 +435,19 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                 break
             needed = driver.samples_needed(index)
             earliest = start + needed / SAMPLE_RATE
-            deadline = earliest + GRACE_SECONDS
+            deadline = earliest + (0.0 if starved else GRACE_SECONDS)
             clock.sleep_until(earliest)
             behind = clock.now() > earliest + MAX_BEHIND_FRAMES / fps
             while True:
                 source.poll(clock.now())
                 wake = min(deadline, source.next_arrival() or deadline)
+                if source.finished():
+                    break
                 with timeline.condition:
                     clock.wait(timeline.condition, lambda: timeline.end >= needed, wake)
                 if timeline.end >= needed or clock.now() >= deadline or stop.is_set():
                     break
+            starved = timeline.end < needed
             timeline.fill_silence(needed)
             audio = timeline.read(first, last)
             silent = loudness.is_silent(audio)

@@ -121,7 +121,7 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
     assert report["onnx:int8"]["size_mb"] < 0.3 * report["onnx:fp32"]["size_mb"]
     assert report["openvino:fp16"]["psnr_db"] > 45 and report["openvino:int8"]["psnr_db"] > 30
     assert report["tflite:fp16"]["psnr_db"] > 45 and report["tflite:int8"]["psnr_db"] > 30
-    assert set(report) == {"onnx:fp32", "onnx:fp16", "onnx:int8", "openvino:fp16", "openvino:int8",
+    assert set(report) == {"onnx:fp32", "onnx:fp16", "onnx:int8", "openvino:fp16", "openvino:int8", "tflite:fp32",
                            "tflite:fp16", "tflite:int8"}
     assert 0.4 < report["openvino:fp16"]["size_mb"] / report["onnx:fp32"]["size_mb"] < 0.6
     assert "onnx:fp16: 0.50x the size of onnx:fp32" in (out_dir / "report.md").read_text()
