@@ -37,6 +37,7 @@ from ..stream import raise_if_interrupted
 from ..tracker import FaceDetector
 from .footage import Clip, measure
 from .lip_shape import closed_offset, recording_of, score, targets
+from .state import resume_state, save_state
 from .renderer import BATCH, footage_of, make_batch, reconstruction, region_scores, renderer_loss, torch_runner
 
 HELD_OUT = 0.15
@@ -128,13 +129,9 @@ def fine_tune_shape(model: LipShapeNet, recording, space: ShapeSpace, steps: int
     spread = torch.from_numpy(y.std(axis=0) + 1e-6)
     windows = [w[usable] for w in recording.windows]
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-2)
-    rng, start = np.random.default_rng(0), 0
-    if resume and state_file.exists():
-        state = torch.load(state_file, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start, rng = state["step"], state["rng"]
-        advance(start * SHAPE_STEP_COST)
+    start, rng = resume_state(state_file, np.random.default_rng(0), model, optimiser) if resume \
+        else (0, np.random.default_rng(0))
+    advance(start * SHAPE_STEP_COST)
     model.train()
     for step in range(start, steps):
         raise_if_interrupted()
@@ -146,8 +143,7 @@ def fine_tune_shape(model: LipShapeNet, recording, space: ShapeSpace, steps: int
         optimiser.step()
         advance(SHAPE_STEP_COST)
         if (step + 1) % SAVE_EVERY == 0:
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1,
-                        "rng": rng}, state_file)
+            save_state(state_file, step + 1, rng, model, optimiser)
     model.eval()
     with torch.no_grad():
         model.rest.copy_(torch.from_numpy(recording.closed))
@@ -161,14 +157,9 @@ def fine_tune_renderer(model: MouthRenderer, footage, crop: CropBox, steps: int,
     """The generic renderer adapted to one person's face."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-4, betas=(0.9, 0.99))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1))
-    rng, start = np.random.default_rng(0), 0
-    if resume and state_file.exists():
-        state = torch.load(state_file, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start, rng = state["step"], state["rng"]
-        advance(start * RENDERER_STEP_COST)
+    start, rng = resume_state(state_file, np.random.default_rng(0), model, optimiser, schedule) if resume \
+        else (0, np.random.default_rng(0))
+    advance(start * RENDERER_STEP_COST)
     model.train()
     for step in range(start, steps):
         raise_if_interrupted()
@@ -180,8 +171,7 @@ def fine_tune_renderer(model: MouthRenderer, footage, crop: CropBox, steps: int,
         schedule.step()
         advance(RENDERER_STEP_COST)
         if (step + 1) % SAVE_EVERY == 0:
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                        "schedule": schedule.state_dict(), "step": step + 1, "rng": rng}, state_file)
+            save_state(state_file, step + 1, rng, model, optimiser, schedule)
     return model.eval()
 
 

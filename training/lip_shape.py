@@ -29,6 +29,7 @@ from ..lip_shape import (LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, mean_
 from ..mouth_model import silence_mask
 from ..export.models.lip_shape import COMPONENTS, LipShapeNet
 from .augment import augmented_versions
+from .state import resume_state, save_state
 
 SEED = 1234
 BATCH = 256
@@ -136,12 +137,8 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-2)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     start = 0
-    if resume and checkpoint is not None and checkpoint.with_suffix(".state").exists():
-        state = torch.load(checkpoint.with_suffix(".state"), weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start, rng = state["step"], state["rng"]
+    if resume and checkpoint is not None:
+        start, rng = resume_state(checkpoint.with_suffix(".state"), rng, model, optimiser, schedule)
     model.train()
     with Progress(transient=True) as progress:
         task = progress.add_task(label, total=steps, completed=start)
@@ -157,9 +154,7 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
             schedule.step()
             progress.update(task, advance=1, description=f"{label} loss {loss.item():.3f}")
             if checkpoint is not None and (step + 1) % 500 == 0:
-                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                            "schedule": schedule.state_dict(), "step": step + 1, "rng": rng},
-                           checkpoint.with_suffix(".state"))
+                save_state(checkpoint.with_suffix(".state"), step + 1, rng, model, optimiser, schedule)
     return model.eval()
 
 

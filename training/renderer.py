@@ -29,6 +29,7 @@ from ..generator import MouthRenderer as PaintedRenderer
 from ..landmarks import mouth_opening
 from ..lip_shape import canonical_shape
 from ..metrics import apply, psnr, ssim
+from .state import resume_state, save_state
 from ..mouth_render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster
 
 SEED = 1234
@@ -203,17 +204,12 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
         model.load_state_dict(torch.load(init, weights_only=True)["state_dict"])
     rng, start = np.random.default_rng(SEED), 0
     state_file = output.with_suffix(".state")
-    if resume and state_file.exists():
-        state = torch.load(state_file, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start, rng = state["step"], state["rng"]
+    if resume:
+        start, rng = resume_state(state_file, rng, model, optimiser, schedule)
         click.echo(f"resumed at step {start}")
 
     def save(step: int) -> None:
-        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(), "step": step, "rng": rng}, state_file)
+        save_state(state_file, step, rng, model, optimiser, schedule)
         torch.save({"state_dict": model.state_dict()}, output)
 
     started, saved, losses = time.time(), time.time(), []
