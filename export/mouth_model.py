@@ -20,7 +20,7 @@ import numpy as np
 from ..audio import log_mel
 from ..landmarks import mouth_opening
 from ..media import iter_video_frames, load_audio, probe_face
-from ..mouth_model import CONTEXT_AFTER, CONTEXT_BEFORE, MouthModel, mean_spectrum, mel_features, smooth_opening
+from ..mouth_model import CONTEXT_AFTER, CONTEXT_BEFORE, MouthModel, mean_spectrum, mel_features, smooth_track
 from ..tracker import FaceTracker
 
 EXCLUDED = {
@@ -81,7 +81,7 @@ def cross_validate(data: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float)
         model = fit_ridge(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), alpha)
         for name, (x, y, _, _) in data.items():
             if speaker_of(name) == held:
-                result[name] = float(np.corrcoef(smooth_opening(model.predict(x)), y)[0, 1])
+                result[name] = float(np.corrcoef(smooth_track(model.predict(x)), y)[0, 1])
     return result
 
 

@@ -20,7 +20,7 @@ from .landmarks import (
     CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP,
     UPPER_OUTER_LIP, face_height,
 )
-from .mouth_model import MouthModel, predict_opening_z, silence_mask, smooth_opening
+from .mouth_model import MouthModel, predict_opening_z, silence_mask, smooth_track
 
 LOWER_SHARE = 0.7
 CHIN_POINTS = {18: 0.68, 200: 0.62, 199: 0.5, 83: 0.55, 313: 0.55, 201: 0.4, 421: 0.4}
@@ -216,7 +216,7 @@ class PaintedGenerator:
         """Compute the target opening (face heights) for every output frame; returns it."""
         opening = self.target_opening(predict_opening_z(self.model, samples, fps, n_frames),
                                       silence_mask(samples, fps, n_frames))
-        self._openings = np.clip(smooth_opening(opening), 0.0, MAX_OPENING)
+        self._openings = np.clip(smooth_track(opening), 0.0, MAX_OPENING)
         return self._openings
 
     def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:

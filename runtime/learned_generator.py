@@ -22,10 +22,10 @@ from .compositor import Region, mouth_region, paste
 from .engines import open_engine
 from .errors import EdgeRetalkError
 from .face_frame import CropBox, invert
-from .lip_shape import ShapeSpace, canonical_shape, mel_windows, smooth_track
+from .lip_shape import ShapeSpace, canonical_shape, mel_windows
 from .manifest import load_manifest
 from .models import model_path
-from .mouth_model import silence_mask
+from .mouth_model import silence_mask, smooth_track
 from .mouth_render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
 
 SHAPE_MODEL = "lip_shape.fp32.tflite"

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import HOP, MEL_FPS, N_FFT
-from .face_frame import invert, to_canonical
+from .audio import HOP, N_FFT
+from .face_frame import to_canonical
 from .landmarks import CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LIPS, SHAPE_POINTS
 from .metrics import apply
-from .mouth_model import voiced
+from .mouth_model import mel_centre, voiced
 
 MEL_BEFORE = 26
 MEL_AFTER = 6
@@ -31,11 +31,6 @@ MEL_STEPS = MEL_BEFORE + MEL_AFTER
 UPPER_GAP = [SHAPE_POINTS.index(i) for i in CENTRAL_UPPER_INNER]
 LOWER_GAP = [SHAPE_POINTS.index(i) for i in CENTRAL_LOWER_INNER]
 LIP_ROWS = [SHAPE_POINTS.index(i) for i in LIPS]
-
-
-def mel_centre(frame_index: int | np.ndarray, fps: float) -> np.ndarray:
-    """Mel frame at the centre of video frame `frame_index`."""
-    return np.round((np.asarray(frame_index) + 0.5) * MEL_FPS / fps).astype(int)
 
 
 def samples_needed(frame_index: int, fps: float) -> int:
@@ -98,18 +93,3 @@ class ShapeSpace:
     def shapes(self, rest: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
         """Canonical shapes (n, P, 2) for motion coefficients (n, K) around `rest` (P, 2)."""
         return rest[None] + (coefficients @ self.basis).reshape(len(coefficients), -1, 2)
-
-
-def shape_in_image(shape: np.ndarray, points: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """A canonical shape (P, 2) placed on the face whose landmarks are `points` (image pixels)."""
-    return apply(invert(to_canonical(points, template)), shape)
-
-
-def smooth_track(series: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Gaussian smoothing over time of a (frames, ...) array (edges held): file mode, where the
-    whole track is known."""
-    radius = int(np.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(series, [(radius, radius)] + [(0, 0)] * (series.ndim - 1), mode="edge")
-    return sum(w * padded[i:i + len(series)] for i, w in enumerate(kernel))

@@ -35,7 +35,6 @@ from .generator import MAX_OPENING, PaintedGenerator, RenderOptions
 from .generators import open_generator
 from .learned_generator import SILENCE_RAMP_FRAMES, LearnedGenerator
 from .lip_shape import MEL_BEFORE, mel_windows
-from .lip_shape import mel_centre as shape_mel_centre
 from .lip_shape import samples_needed as shape_samples_needed
 from .mouth_model import (CONTEXT_BEFORE, SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS, mel_centre, mel_features,
                           pool_bands, samples_needed, smooth_latest, voiced)
@@ -215,6 +214,18 @@ class Output(Protocol):
     def close(self) -> None: ...
 
 
+def _frame_mel(timeline: AudioTimeline, spectrum: RunningSpectrum, index: int, fps: float, before: int,
+               needed: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """For video frame `index`: the timeline's log-mel from `before` mel frames ahead of its centre
+    (with `_segment_mel`'s margin), the mel frame that stretch starts at, and the running mean
+    spectrum, fed once with the mel frames since the previous video frame's centre."""
+    centre = int(mel_centre(index, fps))
+    first_mel = centre - before
+    mel = _segment_mel(timeline, first_mel, needed)
+    since_previous = centre - int(mel_centre(index - 1, fps))
+    return mel, first_mel - 2, spectrum.update(mel[:, 2 + before - since_previous:2 + before])
+
+
 def _segment_mel(timeline: AudioTimeline, first_mel: int, needed: int) -> np.ndarray:
     """Log-mel of the timeline from mel frame `first_mel - 2` on (two frames of margin, so the
     frames used are not affected by the edge of the stretch), up to sample `needed`."""
@@ -273,13 +284,9 @@ class _PaintedDriver:
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, timeline: AudioTimeline,
                silent: bool) -> np.ndarray:
-        centre = int(mel_centre(index, self.fps))
-        first_mel = centre - CONTEXT_BEFORE
-        mel = _segment_mel(timeline, first_mel, self.samples_needed(index))
-        # the mel frames since the previous video frame's centre feed the running mean spectrum once
-        since_previous = centre - int(mel_centre(index - 1, self.fps))
-        spectrum = self._spectrum.update(mel[:, 2 + CONTEXT_BEFORE - since_previous:2 + CONTEXT_BEFORE])
-        z = self.generator.model.predict(mel_features(mel, self.fps, 1, index, first_mel - 2, spectrum))
+        mel, offset, spectrum = _frame_mel(timeline, self._spectrum, index, self.fps, CONTEXT_BEFORE,
+                                           self.samples_needed(index))
+        z = self.generator.model.predict(mel_features(mel, self.fps, 1, index, offset, spectrum))
         opening = self.generator.target_opening(z, np.array([silent]))[0]
         self._raw.append(float(opening))
         smoothed = float(smooth_latest(np.array(self._raw)))
@@ -303,13 +310,10 @@ class _LearnedDriver:
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, timeline: AudioTimeline,
                silent: bool) -> np.ndarray:
-        centre = int(shape_mel_centre(index, self.fps))
-        first_mel = centre - MEL_BEFORE
-        mel = _segment_mel(timeline, first_mel, self.samples_needed(index))
-        since_previous = centre - int(shape_mel_centre(index - 1, self.fps))
-        spectrum = self._spectrum.update(mel[:, 2 + MEL_BEFORE - since_previous:2 + MEL_BEFORE])
+        mel, offset, spectrum = _frame_mel(timeline, self._spectrum, index, self.fps, MEL_BEFORE,
+                                           self.samples_needed(index))
         shapes = self.generator.shapes
-        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, first_mel - 2, spectrum))
+        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, offset, spectrum))
         self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
         self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
         return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))

@@ -124,18 +124,19 @@ class MouthModel:
                  prediction_std=np.float64(self.prediction_std), typical_spectrum=self.typical_spectrum)
 
 
-def smooth_opening(series: np.ndarray, sigma: float = SMOOTHING_FRAMES) -> np.ndarray:
-    """Gaussian smoothing over time (edges held), which removes frame-to-frame chatter (file mode,
-    where the whole track is known)."""
+def smooth_track(series: np.ndarray, sigma: float = SMOOTHING_FRAMES) -> np.ndarray:
+    """Gaussian smoothing over time of a (frames, ...) array, edges held: removes frame-to-frame
+    chatter in file mode, where the whole track is known."""
     radius = int(np.ceil(3 * sigma))
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    padded = np.pad(series, radius, mode="edge")
-    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+    kernel /= kernel.sum()
+    padded = np.pad(series, [(radius, radius)] + [(0, 0)] * (series.ndim - 1), mode="edge")
+    return sum(w * padded[i:i + len(series)] for i, w in enumerate(kernel))
 
 
 def smooth_latest(recent: np.ndarray) -> np.ndarray:
     """Causal smoothing of the newest value (or vector) over the last three (live mode, which
-    cannot wait for future frames; about half a frame later than `smooth_opening`)."""
+    cannot wait for future frames; about half a frame later than `smooth_track`)."""
     recent = np.asarray(recent)
     padding = np.repeat(recent[:1], max(0, len(SMOOTHING_WEIGHTS) - len(recent)), axis=0)
     return np.tensordot(SMOOTHING_WEIGHTS, np.concatenate([padding, recent])[-len(SMOOTHING_WEIGHTS):], axes=1)

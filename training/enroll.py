@@ -30,9 +30,10 @@ from ..export.models.lip_shape import LipShapeNet
 from ..export.models.mouth_renderer import MouthRenderer
 from ..export.pipeline import export_model
 from ..face_frame import CropBox
-from ..lip_shape import ShapeSpace, shape_opening
+from ..lip_shape import ShapeSpace, canonical_shape, shape_opening
 from ..media import check_readable, probe_face, iter_video_frames
 from ..models import model_path
+from ..mouth_model import silence_mask
 from ..stream import raise_if_interrupted
 from ..tracker import FaceDetector
 from .footage import Clip, measure
@@ -178,8 +179,6 @@ def fine_tune_renderer(model: MouthRenderer, footage, crop: CropBox, steps: int,
 def widest_open_frame(footage, template: np.ndarray) -> int:
     """Index (into `footage.frames`) of a frame with the mouth well open: the best reference, as
     it shows the person's teeth and the inside of their mouth."""
-    from ..lip_shape import canonical_shape
-
     opening = np.array([shape_opening(canonical_shape(footage.points[i], template)) for i in footage.frames])
     return int(np.argsort(opening)[int(0.9 * (len(opening) - 1))])
 
@@ -228,8 +227,6 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     recording = recording_of("person", "person", stem, template, HELD_OUT)
     if recording is None:
         raise EdgeRetalkError(f"{face}: a face was found in too few frames to enroll")
-    from ..mouth_model import silence_mask
-
     notes = check_measured(face, points, silence_mask(samples, fps, len(points)), shape_opening(recording.shapes))
     train_part = slice(0, recording.usable.stop)
     held_part = slice(recording.usable.stop, None)
