@@ -155,6 +155,12 @@ def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
     return samples.astype(np.float32, copy=False)
 
 
+def has_audio(path: Path) -> bool:
+    """Whether a media file has an audio stream."""
+    with _open_container(path) as container:
+        return bool(container.streams.audio)
+
+
 def audio_track_format(path: Path) -> tuple[int, str]:
     """Sample rate and channel layout to keep when muxing this audio into the output."""
     with _open_container(path) as container:

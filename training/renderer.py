@@ -4,7 +4,9 @@
 
 Each step shows the network frames of many people with their mouth region blanked, a reference
 frame of the same person and the real lip shape of the blanked frame; it learns to paint the real
-mouth back (L1 and image-gradient losses inside the region). Speakers in `HELD_OUT` are never
+mouth back (L1 and image-gradient losses inside the region; with `--adversarial`, also a small
+patch discriminator, trained from scratch beside it, that tells real mouths from painted ones and
+so pushes teeth and lip edges away from the blurry average). Speakers in `HELD_OUT` are never
 trained on: the reconstruction test renders their frames from their first frame and the real
 lip shape, and compares the mouth region with the real frames, beside the painted renderer.
 Checkpoints every few minutes; `--resume` continues; `--minutes` bounds the run.
@@ -124,6 +126,47 @@ def renderer_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return l1 + edge
 
 
+class PatchCritic(torch.nn.Module):
+    """Scores overlapping patches of a crop (BGR with its repaint mask and target lip-shape raster,
+    so it judges whether the mouth is real *and* has the asked-for shape); spectral-normalised
+    strided convolutions, trained only here."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        sn = torch.nn.utils.parametrizations.spectral_norm
+        layers, channels = [], 7
+        for out, stride in ((width, 2), (width * 2, 2), (width * 4, 2), (width * 4, 1)):
+            layers += [sn(torch.nn.Conv2d(channels, out, 4, stride, 1)), torch.nn.LeakyReLU(0.2)]
+            channels = out
+        layers.append(sn(torch.nn.Conv2d(channels, 1, 3, 1, 1)))
+        self.body = torch.nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, raster: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([image * 2 - 1, mask, raster], dim=1))
+
+
+def critic_step(critic: PatchCritic, optimiser: torch.optim.Optimizer, composite: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """One hinge-loss update of the critic on real and painted crops; returns the renderer's
+    adversarial loss on `composite`. Patch scores count by how much of the patch is repainted
+    (outside the mask real and painted crops are the same pixels)."""
+    raster = inputs[:, 7:10]
+
+    def score(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = critic(image, mask, raster)
+        weights = torch.nn.functional.adaptive_avg_pool2d(mask, scores.shape[-2:])
+        return scores, weights / (weights.sum() + 1e-6)
+
+    real, weights = score(target)
+    fake, _ = score(composite.detach())
+    critic_loss = ((torch.relu(1 - real) + torch.relu(1 + fake)) * weights).sum()
+    optimiser.zero_grad()
+    critic_loss.backward()
+    optimiser.step()
+    fake, weights = score(composite)
+    return -(fake * weights).sum()
+
+
 def render_crop(model, image: np.ndarray, mask: np.ndarray, reference: np.ndarray, raster: np.ndarray) -> np.ndarray:
     """The network's composite for one crop, as a BGR uint8 crop (the rows it sees)."""
     x = network_input(image, mask, reference, raster)
@@ -131,20 +174,27 @@ def render_crop(model, image: np.ndarray, mask: np.ndarray, reference: np.ndarra
     return np.clip(composite.transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def reconstruction(run_model, clip: Footage, template: np.ndarray, crop: CropBox, every: int = 4):
+def reconstruction(run_model, clip: Footage, template: np.ndarray, crop: CropBox, every: int = 4,
+                   reference: np.ndarray | None = None):
     """For frames of a held-out clip: the real crop, the painted renderer's and the learned
-    renderer's (`run_model`), both made from the clip's first frame and the frame's real lip shape."""
+    renderer's (`run_model`), both painting the frame's real lip shape.
+
+    Without `reference`, as for a photo: every frame is made from the clip's first frame (which is
+    also the learned renderer's reference). With a `reference` crop, as for a video or an enrolled
+    avatar's loop: every frame keeps its own face and only its mouth region is repainted."""
     first = clip.frames[0]
-    base, base_points, base_matrix = clip.crops[first], clip.points[first], clip.matrices[first].astype(np.float64)
-    in_crop = base_points.copy()
-    in_crop[:, :2] = apply(base_matrix, base_points[:, :2].astype(np.float64))
     painted = PaintedRenderer()
     rows = []
     for k in range(0, len(clip.frames), every):
+        frame = clip.frames[k] if reference is not None else first
+        base, base_points = clip.crops[frame], clip.points[frame]
+        in_crop = base_points.copy()
+        in_crop[:, :2] = apply(clip.matrices[frame].astype(np.float64), base_points[:, :2].astype(np.float64))
         real = clip.crops[clip.frames[k]][ROWS]
         shape = canonical_shape(clip.points[clip.frames[k]], template)
-        mask = repaint_mask([shape, clip.shapes[0]], crop)
-        learned = render_crop(run_model, base, mask, base, shape_raster(shape, crop))
+        mask = repaint_mask([shape, canonical_shape(base_points, template)], crop)
+        learned = render_crop(run_model, base, mask, base if reference is None else reference,
+                              shape_raster(shape, crop))
         opening = float(mouth_opening(clip.points[clip.frames[k]]))
         paint = painted.render(np.ascontiguousarray(base), in_crop, opening)[ROWS]
         rows.append((real, paint, learned, mask))
@@ -185,7 +235,10 @@ def torch_runner(model: MouthRenderer):
 @click.option("--resume", is_flag=True)
 @click.option("--init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights (a new schedule), e.g. an earlier run's.")
-def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resume: bool, init: Path | None) -> None:
+@click.option("--adversarial", type=float, default=0.0,
+              help="Weight of the patch critic's loss (0: L1 and gradient losses only).")
+def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resume: bool, init: Path | None,
+         adversarial: float) -> None:
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -202,14 +255,21 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.03)
     if init is not None:
         model.load_state_dict(torch.load(init, weights_only=True)["state_dict"])
+    critic = PatchCritic() if adversarial > 0 else None
+    critic_optimiser = (torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.99))
+                        if critic is not None else None)
     rng, start = np.random.default_rng(SEED), 0
-    state_file = output.with_suffix(".state")
+    state_file, critic_file = output.with_suffix(".state"), output.with_suffix(".critic.state")
     if resume:
         start, rng = resume_state(state_file, rng, model, optimiser, schedule)
+        if critic is not None:
+            resume_state(critic_file, rng, critic, critic_optimiser)
         click.echo(f"resumed at step {start}")
 
     def save(step: int) -> None:
         save_state(state_file, step, rng, model, optimiser, schedule)
+        if critic is not None:
+            save_state(critic_file, step, rng, critic, critic_optimiser)
         torch.save({"state_dict": model.state_dict()}, output)
 
     started, saved, losses = time.time(), time.time(), []
@@ -220,7 +280,10 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
         step = start
         for step in range(start, steps):
             x, y, m = (torch.from_numpy(a) for a in make_batch(train, rng, BATCH, crop))
-            loss = renderer_loss(model(x), y, m, x)
+            output_ = model(x)
+            loss = renderer_loss(output_, y, m, x)
+            if critic is not None:
+                loss = loss + adversarial * critic_step(critic, critic_optimiser, m * output_ + x[:, :3], y, m, x)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -249,7 +312,7 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
     for clip, rows in zip(held, sheets):
         contact_sheet(rows, output.with_name(f"{output.stem}.sheet.{clip.name.split('/')[-1]}.png"), 4)
     mean = {k: float(np.mean([s[k] for s in scores.values()])) for k in next(iter(scores.values()))}
-    report = {"seed": SEED, "steps_done": step + 1, "batch": BATCH, "held_out": list(HELD_OUT), "scores": scores,
+    report = {"seed": SEED, "steps_done": step + 1, "batch": BATCH, "adversarial": adversarial, "held_out": list(HELD_OUT), "scores": scores,
               "mean": mean, "trained_on": [f.name for f in train]}
     output.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
     click.echo("held-out mean: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
