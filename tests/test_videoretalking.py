@@ -173,6 +173,20 @@ def test_export_then_run_each_target(data, tmp_path, checkpoints):
     speech = short_speech(data / "speech" / "unitychan_univ0003.wav", tmp_path / "short.wav", 0.4)
     clip = data / "clips" / "lrs2_00019.mp4"
     for target, file in VRT_TARGETS.items():
+        manifest, _ = load_manifest(out_dir / file)
+        assert manifest.face_size == 384 and manifest.style_encoder.startswith("videoretalking_style.")
+        video = tmp_path / f"{file}.mp4"
+        result = run_cli("run", "--face", clip, "--audio", speech, "--generator", out_dir / file, "-o", video, "-q")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"videoretalking {target}"
+        frames = list(iter_video_frames(video))
+        originals = [frame for frame, _ in zip(iter_video_frames(clip), frames)]
+        assert len(frames) == 10
+        changed = [np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 40 for a, b in zip(frames, originals)]
+        rows_changed = np.nonzero(np.any(np.stack(changed), axis=(0, 2)))[0]
+        height = frames[0].shape[0]
+        assert rows_changed.size and rows_changed.min() > 0.35 * height, "only the lip region may change"
+
     from edge_retalk.neural_generator import NeuralGenerator
 
     generator = NeuralGenerator(out_dir / "videoretalking.fp32.onnx")
