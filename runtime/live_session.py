@@ -36,9 +36,10 @@ class LiveSetup:
     options: LiveOptions = field(default_factory=LiveOptions)
 
 
-def check_recording(record: Path, avatar: Path) -> None:
-    """A recording is an .mp4 in an existing folder, as for `run`, and never inside the avatar bundle."""
-    check_output(record)
+def check_recording(record: Path, avatar: Path, audio_source: str) -> None:
+    """A recording is an .mp4 in an existing folder, as for `run`, never inside the avatar bundle
+    and never the speech file it plays."""
+    check_output(record, *([Path(audio_source)] if Path(audio_source).is_file() else []))
     if record.resolve().is_relative_to(avatar.resolve()):
         raise EdgeRetalkError(f"{record}: would write inside the avatar bundle")
 
@@ -60,7 +61,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     avatar = Avatar(setup.avatar)
     load_seconds = time.perf_counter() - started
     if setup.record is not None:
-        check_recording(setup.record, setup.avatar)
+        check_recording(setup.record, setup.avatar, setup.audio_source)
     options = setup.options
     if options.generator is None and is_enrolled(setup.avatar):
         options = replace(options, generator=setup.avatar)

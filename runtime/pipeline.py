@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -64,10 +65,19 @@ def check_output(output: Path, *inputs: Path) -> None:
         raise EdgeRetalkError(f"{output.parent}: output folder does not exist")
     if output.is_dir():
         raise EdgeRetalkError(f"{output}: is a folder")
-    resolved = output.resolve()
     for path in inputs:
-        if path.resolve() == resolved:
-            raise EdgeRetalkError(f"{output}: the output would overwrite an input")
+        if same_file(output, path):
+            raise EdgeRetalkError(f"{output}: the output would overwrite an input ({path})")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it or a hard link (same inode)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = None,

@@ -95,6 +95,33 @@ def test_output_equal_to_input(data, tmp_path, speech):
     assert clip.read_bytes() == before
 
 
+def test_output_that_is_a_hard_or_symbolic_link_to_an_input(data, tmp_path, speech):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((data / "clips" / "lrs2_00006.mp4").read_bytes())
+    before = clip.read_bytes()
+    (tmp_path / "hard.mp4").hardlink_to(clip)
+    (tmp_path / "soft.mp4").symlink_to(clip)
+    for name in ("hard.mp4", "soft.mp4"):
+        result = run_cli("run", "--face", clip, "--audio", speech, "-o", tmp_path / name)
+        assert_refused(result, tmp_path, "overwrite an input", keep={"clip.mp4", "hard.mp4", "soft.mp4"})
+    assert clip.read_bytes() == before
+
+
+def test_live_recording_onto_its_own_speech_file(data, tmp_path, face):
+    """`live --record X` where X is the file played as speech (or a link to it) is refused."""
+    avatar = tmp_path / "avatar"
+    assert run_cli("prepare", "--face", face, "-o", avatar).returncode == 0
+    speech = tmp_path / "speech.mp4"
+    speech.write_bytes((data / "clips" / "lrs2_00006.mp4").read_bytes())
+    before = speech.read_bytes()
+    (tmp_path / "hard.mp4").hardlink_to(speech)
+    for record in (speech, tmp_path / "hard.mp4"):
+        result = run_cli("live", "--avatar", avatar, "--audio-source", speech, "--record", record, "--no-serve",
+                         "--no-window")
+        assert_refused(result, tmp_path, "overwrite an input", keep={"avatar", "speech.mp4", "hard.mp4"})
+    assert speech.read_bytes() == before
+
+
 def test_unknown_option_value(tmp_path, face, speech):
     result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4", "--preset", "warp")
     assert_refused(result, tmp_path, "Invalid value for '--preset'")
