@@ -236,8 +236,10 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
         run = {arch: _engine_call(engine) for arch, engine in engines.items()}
         produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                    for i in range(len(plan.reference))])
+        if not np.isfinite(produced).all():
+            raise EdgeRetalkError("the exported network gives NaN or infinite outputs on real inputs")
         quality = psnr_db(plan.reference / plan.peak, produced / plan.peak)
-        if quality < spec.min_psnr_db:
+        if not quality >= spec.min_psnr_db:
             raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                                   f"needs {spec.min_psnr_db:.0f} dB)")
         for part in plan.parts:

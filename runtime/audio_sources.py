@@ -8,9 +8,11 @@ resampled by FFmpeg's resampler (PyAV).
 from __future__ import annotations
 
 import os
+import select
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -162,41 +164,54 @@ class StreamSource(_ThreadedSource):
 
 class TcpSource(_ThreadedSource):
     """Listens on HOST:PORT; each connection (a TTS engine, one utterance or many) sends raw PCM.
-    Senders are served one after another until the run is stopped."""
+    Senders are served one after another until the run is stopped; one that has sent nothing for
+    `IDLE_SECONDS` while another is waiting is disconnected, so a silent client cannot starve the
+    rest."""
+
+    IDLE_SECONDS = 1.0
 
     def __init__(self, host: str, port: int, sample_rate: int):
         super().__init__(sample_rate)
-        self.name = f"tcp://{host}:{port}"
         PcmDecoder(sample_rate)  # refuses an impossible rate now, not when the first sender connects
         try:
             self._server = socket.create_server((host, port))
         except OSError as exc:
-            raise EdgeRetalkError(f"{self.name}: cannot listen ({exc.strerror or exc})") from None
-        self._server.settimeout(0.2)
+            raise EdgeRetalkError(f"tcp://{host}:{port}: cannot listen ({exc.strerror or exc})") from None
+        self.name = f"tcp://{host}:{self.port}"
 
     @property
     def port(self) -> int:
         return self._server.getsockname()[1]
 
     def _read(self, timeline: AudioTimeline) -> None:
-        while not self._closing.is_set():
-            try:
-                connection, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            decoder = PcmDecoder(self.sample_rate)
-            with connection:
-                connection.settimeout(0.2)
-                while not self._closing.is_set():
+        connection: socket.socket | None = None
+        decoder, last_data = PcmDecoder(self.sample_rate), 0.0
+        try:
+            while not self._closing.is_set():
+                watched = [self._server] + ([connection] if connection is not None else [])
+                ready, _, _ = select.select(watched, [], [], 0.2)
+                waiting = self._server in ready
+                if connection is None:
+                    if waiting:
+                        connection, _ = self._server.accept()
+                        decoder, last_data = PcmDecoder(self.sample_rate), time.monotonic()
+                    continue
+                if connection in ready:
                     try:
                         data = connection.recv(self._chunk_bytes)
-                    except TimeoutError:
-                        continue
                     except OSError:
-                        break
-                    if not data:
-                        break
-                    timeline.push(decoder.decode(data))
+                        data = b""
+                    if data:
+                        timeline.push(decoder.decode(data))
+                        last_data = time.monotonic()
+                        continue
+                elif not (waiting and time.monotonic() - last_data > self.IDLE_SECONDS):
+                    continue
+                connection.close()
+                connection = None
+        finally:
+            if connection is not None:
+                connection.close()
 
     def close(self) -> None:
         super().close()

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 PHOTO_FPS = Fraction(25)
 AAC_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
-MAX_PIXELS = 4096 * 4096
+MAX_SIDE = 4096
+MAX_CLAIMED_AUDIO_SECONDS = 2 * 3600
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
 
 
 def check_readable(path: Path) -> None:
@@ -89,10 +91,13 @@ def probe_face(path: Path) -> FaceInfo:
 def read_image(path: Path) -> np.ndarray:
     """Read a still image as BGR uint8 (EXIF orientation applied)."""
     check_readable(path)
-    with native_stderr_silenced():
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        with native_stderr_silenced():
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
-        raise EdgeRetalkError(f"{path}: not a readable image")
+        raise EdgeRetalkError(f"{path}: not a readable image (or larger than {MAX_SIDE}x{MAX_SIDE} pixels)")
     return image
 
 
@@ -138,8 +143,10 @@ def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
     """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`.
 
     Samples go into one buffer sized from the container's duration (grown if that was short),
-    so an hour of speech takes its 230 MB once, not twice."""
-    buffer = np.empty(int(_audio_seconds(path) * sample_rate * 1.01) + sample_rate, np.float32)
+    so an hour of speech takes its 230 MB once, not twice. A header's claim is believed up to
+    `MAX_CLAIMED_AUDIO_SECONDS` only: pages of the buffer that are never written cost nothing."""
+    claimed = min(_audio_seconds(path), MAX_CLAIMED_AUDIO_SECONDS)
+    buffer = np.empty(int(claimed * sample_rate * 1.01) + sample_rate, np.float32)
     count = 0
     for frame in _iter_audio(path, sample_rate, "mono", "flt"):
         chunk = frame.to_ndarray().reshape(-1)

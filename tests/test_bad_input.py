@@ -122,6 +122,16 @@ def test_live_recording_onto_its_own_speech_file(data, tmp_path, face):
     assert speech.read_bytes() == before
 
 
+def test_huge_photo_is_refused_from_its_header(tmp_path, speech):
+    """A 6000x6000 JPEG (a few hundred KB, 108 MB once decoded) is refused before decoding."""
+    import cv2
+
+    photo = tmp_path / "huge.jpg"
+    cv2.imwrite(str(photo), np.full((6000, 6000, 3), 128, np.uint8))
+    result = run_cli("run", "--face", photo, "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert_refused(result, tmp_path, "larger than 4096x4096", keep={"huge.jpg"})
+
+
 def test_unknown_option_value(tmp_path, face, speech):
     result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4", "--preset", "warp")
     assert_refused(result, tmp_path, "Invalid value for '--preset'")

@@ -203,3 +203,18 @@ def test_a_failing_target_is_reported_and_the_others_are_written(tmp_path, data,
                                                          "wav2lip.fp32.onnx.json"]
     assert "- onnx:fp16: the export changed the numbers" in (out_dir / "report.md").read_text()
     assert json.loads((out_dir / "report.json").read_text())["failed"][0]["target"] == "onnx:fp16"
+
+
+def test_a_network_with_non_finite_outputs_fails_parity(tmp_path, data):
+    """A checkpoint with a NaN weight: its outputs are NaN, and no artefact is kept."""
+    from edge_retalk.models import model_path
+
+    checkpoint = torch.load(model_path("lip_shape.pt"), weights_only=True)
+    checkpoint["state_dict"]["head.5.weight"][0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "nan.pt")
+    out_dir = tmp_path / "exported"
+    result = run_cli("export", "--arch", "lip_shape", "--checkpoint", tmp_path / "nan.pt", "--to", "onnx:fp32",
+                     "--calib", data / "clips" / "grid_bbaf2n.mpg", "-o", out_dir, "--no-latency")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "NaN" in (out_dir / "report.md").read_text()
+    assert not list(out_dir.glob("*.onnx"))

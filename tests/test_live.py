@@ -163,6 +163,36 @@ def test_sixty_seconds_through_the_socket_at_real_time_pace(avatar, data, tmp_pa
     assert scores["av_peak"] > 0.3, scores
 
 
+def test_a_silent_tcp_client_does_not_starve_the_next_sender(avatar, data, tmp_path):
+    """Port 0 is announced as the port actually bound; a client that connects and sends nothing is
+    dropped once another sender waits, whose speech is then heard."""
+    speech = load_audio(data / "speech" / SHORT_SPEECH)
+    record = tmp_path / "tcp.mp4"
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", "tcp://127.0.0.1:0",
+                                            "--record", record, "--duration", speech.size / SAMPLE_RATE + 6,
+                                            "--no-serve"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "listening to" not in line:
+            line = process.stderr.readline()
+            assert line, "live ended before listening"
+        port = int(line.strip().rsplit(":", 1)[1])
+        assert port > 0, line
+        with connect(port) as silent, connect(port) as sender:
+            sender.sendall(pcm16(speech))
+            sender.shutdown(socket.SHUT_WR)
+            _, stderr = process.communicate(timeout=120)
+            assert silent.fileno() >= 0
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    recorded = load_audio(record)
+    found = speech_start(recorded, speech)
+    heard = recorded[found:found + speech.size]
+    assert heard.size == speech.size and np.corrcoef(heard, speech)[0, 1] > 0.9
+
+
 def test_stdin_burst_is_played_at_real_time_and_resampled(avatar, data, tmp_path):
     speech = load_audio(data / "speech" / SHORT_SPEECH)
     resampled = load_audio(data / "speech" / SHORT_SPEECH, sample_rate=48000)
