@@ -179,11 +179,10 @@ def test_a_silent_tcp_client_does_not_starve_the_next_sender(avatar, data, tmp_p
             assert line, "live ended before listening"
         port = int(line.strip().rsplit(":", 1)[1])
         assert port > 0, line
-        with connect(port) as silent, connect(port) as sender:
+        with connect(port), connect(port) as sender:
             sender.sendall(pcm16(speech))
             sender.shutdown(socket.SHUT_WR)
             _, stderr = process.communicate(timeout=120)
-            assert silent.fileno() >= 0
     finally:
         process.kill()
     assert process.returncode == 0, stderr
