@@ -95,9 +95,9 @@ def read_image(path: Path) -> np.ndarray:
         with native_stderr_silenced():
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error:
-        image = None
+        raise EdgeRetalkError(f"{path}: image larger than {MAX_SIDE}x{MAX_SIDE} pixels") from None
     if image is None:
-        raise EdgeRetalkError(f"{path}: not a readable image (or larger than {MAX_SIDE}x{MAX_SIDE} pixels)")
+        raise EdgeRetalkError(f"{path}: not a readable image")
     return image
 
 
@@ -213,7 +213,7 @@ class VideoWriter:
         self.output = output
         self.width, self.height = width - width % 2, height - height % 2
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".part.mp4", dir=output.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem[:64]}.", suffix=".part.mp4", dir=output.parent)
         except OSError as exc:
             raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
         os.close(fd)

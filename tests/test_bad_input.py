@@ -132,6 +132,14 @@ def test_huge_photo_is_refused_from_its_header(tmp_path, speech):
     assert_refused(result, tmp_path, "larger than 4096x4096", keep={"huge.jpg"})
 
 
+def test_output_name_of_the_longest_length_a_folder_allows(tmp_path, face, speech):
+    """A 250-character file name works: the hidden temporary file beside it has a shorter name."""
+    out = tmp_path / ("o" * 246 + ".mp4")
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", out, "-q")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
 def test_unknown_option_value(tmp_path, face, speech):
     result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4", "--preset", "warp")
     assert_refused(result, tmp_path, "Invalid value for '--preset'")

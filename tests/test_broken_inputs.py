@@ -73,7 +73,8 @@ def test_truncated_video(data, tmp_path, speech):
     source = (data / "clips" / "lrs2_00004.mp4").read_bytes()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(source[: len(source) * 2 // 5])
-    run_and_check(tmp_path, truncated, speech)
+    result = run_and_check(tmp_path, truncated, speech)
+    assert result.returncode == 1 and "not a readable media file" in result.stderr, "its index is in the lost part"
 
 
 def test_corrupted_video(data, tmp_path, speech):
@@ -116,7 +117,8 @@ def test_truncated_image(data, tmp_path, speech):
     png = (data / "portraits" / "photo_einstein.png").read_bytes()
     cut = tmp_path / "cut.png"
     cut.write_bytes(png[: len(png) // 2])
-    run_and_check(tmp_path, cut, speech)
+    result = run_and_check(tmp_path, cut, speech)
+    assert result.returncode == 1 and "not a readable image" in result.stderr
 
 
 def test_header_claiming_8192x8192(tmp_path, speech):
