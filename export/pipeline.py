@@ -43,9 +43,19 @@ def converter(name: str):
 
 
 def artefact_files(target: Path) -> list[Path]:
-    """The model file and the files it needs beside it (an OpenVINO IR's weights)."""
-    weights = target.with_suffix(".bin")
-    return [target, weights] if target.suffix == ".xml" and weights.exists() else [target]
+    """The model file and the files it needs beside it (an OpenVINO IR's weights, an ONNX model's
+    external data), so that the manifest checksums every file the engine will load."""
+    if target.suffix == ".xml":
+        weights = target.with_suffix(".bin")
+        return [target, weights] if weights.exists() else [target]
+    if target.suffix == ".onnx":
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+        model = onnx.load(target, load_external_data=False)
+        locations = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
+        return [target, *(target.parent / name for name in sorted(locations))]
+    return [target]
 
 
 @dataclass
