@@ -114,15 +114,19 @@ def gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return image[..., :, 1:] - image[..., :, :-1], image[..., 1:, :] - image[..., :-1, :]
 
 
-def renderer_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+def renderer_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor,
+                  mouth_weight: float = 1.0) -> torch.Tensor:
     """L1 and image-gradient L1 of the composite (output inside the region, input outside),
-    averaged over the region's pixels."""
+    averaged over the region's pixels; pixels inside the target's open mouth (the filled plane of
+    the shape raster) count `mouth_weight` times, so that the small area that shows the opening,
+    teeth and tongue is not averaged away by the much larger skin around it."""
     composite = mask * output + inputs[:, :3]
-    area = mask.sum() * 3 + 1.0
-    l1 = (torch.abs(composite - target) * mask).sum() / area
+    weight = mask * (1 + (mouth_weight - 1) * inputs[:, 7:8])
+    area = weight.sum() * 3 + 1.0
+    l1 = (torch.abs(composite - target) * weight).sum() / area
     gx, gy = gradients(composite)
     tx, ty = gradients(target)
-    edge = (torch.abs(gx - tx) * mask[..., :, 1:]).sum() / area + (torch.abs(gy - ty) * mask[..., 1:, :]).sum() / area
+    edge = (torch.abs(gx - tx) * weight[..., :, 1:]).sum() / area + (torch.abs(gy - ty) * weight[..., 1:, :]).sum() / area
     return l1 + edge
 
 
@@ -237,8 +241,10 @@ def torch_runner(model: MouthRenderer):
               help="Start from these weights (a new schedule), e.g. an earlier run's.")
 @click.option("--adversarial", type=float, default=0.0,
               help="Weight of the patch critic's loss (0: L1 and gradient losses only).")
+@click.option("--mouth-weight", type=float, default=1.0,
+              help="How many times a pixel inside the target's open mouth counts in the L1 losses.")
 def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resume: bool, init: Path | None,
-         adversarial: float) -> None:
+         adversarial: float, mouth_weight: float) -> None:
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +287,7 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
         for step in range(start, steps):
             x, y, m = (torch.from_numpy(a) for a in make_batch(train, rng, BATCH, crop))
             output_ = model(x)
-            loss = renderer_loss(output_, y, m, x)
+            loss = renderer_loss(output_, y, m, x, mouth_weight)
             if critic is not None:
                 loss = loss + adversarial * critic_step(critic, critic_optimiser, m * output_ + x[:, :3], y, m, x)
             optimiser.zero_grad()
@@ -312,7 +318,8 @@ def main(cache: Path, output: Path, steps: int, minutes: float, lr: float, resum
     for clip, rows in zip(held, sheets):
         contact_sheet(rows, output.with_name(f"{output.stem}.sheet.{clip.name.split('/')[-1]}.png"), 4)
     mean = {k: float(np.mean([s[k] for s in scores.values()])) for k in next(iter(scores.values()))}
-    report = {"seed": SEED, "steps_done": step + 1, "batch": BATCH, "adversarial": adversarial, "held_out": list(HELD_OUT), "scores": scores,
+    report = {"seed": SEED, "steps_done": step + 1, "batch": BATCH, "adversarial": adversarial, "mouth_weight": mouth_weight,
+              "held_out": list(HELD_OUT), "scores": scores,
               "mean": mean, "trained_on": [f.name for f in train]}
     output.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
     click.echo("held-out mean: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
