@@ -5,6 +5,7 @@ carries the audio actually received, in step with the picture."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from .stream import WriteBehind
 
 JPEG_QUALITY = 85
 BOUNDARY = "edge-retalk-frame"
+CLIENT_TIMEOUT_SECONDS = 10.0
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edge-retalk avatar</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -27,6 +29,31 @@ PAGE = """<!doctype html>
 img{display:block;width:100%;height:100%;object-fit:contain}</style></head>
 <body><img id="avatar" src="/stream.mjpg" alt="avatar"></body></html>
 """
+
+
+class _BoundedHttpServer(ThreadingHTTPServer):
+    """An HTTP server that serves at most `MAX_CLIENTS` connections at once (more are closed at
+    once) and treats clients that vanish or time out as routine, not as errors to print."""
+
+    daemon_threads = True
+    MAX_CLIENTS = 64
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(self.MAX_CLIENTS)
+
+    def verify_request(self, request, client_address) -> bool:
+        return self._slots.acquire(blocking=False)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class MjpegServer:
@@ -40,10 +67,9 @@ class MjpegServer:
         self._jpeg: tuple[int, bytes] = (-1, b"")
         self._closed = False
         try:
-            self._server = ThreadingHTTPServer((host, port), self._handler())
+            self._server = _BoundedHttpServer((host, port), self._handler())
         except OSError as exc:
             raise EdgeRetalkError(f"http://{host}:{port}: cannot serve ({exc.strerror or exc})") from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg", daemon=True)
         self._thread.start()
 
@@ -77,6 +103,8 @@ class MjpegServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_TIMEOUT_SECONDS
+
             def log_message(self, *args) -> None:
                 """Quiet: a kiosk polls all day."""
 
@@ -111,7 +139,7 @@ class MjpegServer:
                         sequence, data = jpeg
                         self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                          f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n")
-                except (BrokenPipeError, ConnectionResetError):
+                except (ConnectionError, TimeoutError):
                     return
 
         return Handler

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -279,6 +280,40 @@ def chromium() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path):
+    """150 clients that connect and send nothing hold at most the server's connection cap of
+    threads and are timed out; a client that resets mid-stream leaves no traceback; afterwards a
+    normal client is served."""
+    from edge_retalk.live_outputs import CLIENT_TIMEOUT_SECONDS, _BoundedHttpServer
+
+    port = free_port()
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / LONG_SPEECH,
+                                            "--serve", f"127.0.0.1:{port}", "--duration", 40, "--no-window"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connect(port).close()
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
+        time.sleep(2)
+        threads = int(next(line.split()[1] for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+                           if line.startswith("Threads:")))
+        assert threads < _BoundedHttpServer.MAX_CLIENTS + 30, threads
+        for _ in range(3):
+            with connect(port) as vanishing:
+                vanishing.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+                vanishing.recv(4096)
+                vanishing.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(CLIENT_TIMEOUT_SECONDS + 2)
+        frame = urllib.request.urlopen(f"http://127.0.0.1:{port}/frame.jpg", timeout=10).read()
+        assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR) is not None
+        for client in idle:
+            client.close()
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr, stderr
 
 
 def test_mjpeg_page_shows_the_avatar_in_a_real_browser(avatar, data, tmp_path):
