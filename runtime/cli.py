@@ -418,6 +418,8 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
 @click.option("--serve", default="127.0.0.1:8080", show_default=True,
               help="Serve the avatar page and MJPEG stream at [HOST:]PORT.")
 @click.option("--no-serve", is_flag=True, help="No HTTP page or stream.")
+@click.option("--serve-token", default=None, envvar="EDGE_RETALK_SERVE_TOKEN",
+              help="Require ?token=TOKEN on the page and stream (also from EDGE_RETALK_SERVE_TOKEN).")
 @click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
 @click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
 @click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")
@@ -437,7 +439,8 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
 @click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
 @click.pass_context
 def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
-         list_audio_devices: bool, serve: str, no_serve: bool, window: bool | None, record: Path | None,
+         list_audio_devices: bool, serve: str, no_serve: bool, serve_token: str | None, window: bool | None,
+         record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
          threads: int | None, amplitude: float, renderer: str, no_label: bool, watermark: bool) -> None:
     """Animate the --avatar bundle with speech as it arrives, in real time (see it at --serve)."""
@@ -452,7 +455,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
     options = LiveOptions(duration=duration, render=RenderOptions(amplitude, renderer),
                           stats_every=10.0 if stats else None, watermark=watermark, **settings)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
-                      window, record, not no_label, options)
+                      serve_token, window, record, not no_label, options)
     report, load_seconds = run_session(setup, on_ready=lambda line: click.echo(line, err=True),
                                        on_stats=lambda r: click.echo(f"stats: {r.line()}", err=True))
     if stats:

@@ -4,12 +4,15 @@ carries the audio actually received, in step with the picture."""
 
 from __future__ import annotations
 
+import hmac
+import html
 import os
 import sys
 import threading
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import cv2
 import numpy as np
@@ -27,7 +30,7 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>html,body{margin:0;height:100%;background:#000}
 img{display:block;width:100%;height:100%;object-fit:contain}</style></head>
-<body><img id="avatar" src="/stream.mjpg" alt="avatar"></body></html>
+<body><img id="avatar" src="/stream.mjpg{query}" alt="avatar"></body></html>
 """
 
 
@@ -58,9 +61,11 @@ class _BoundedHttpServer(ThreadingHTTPServer):
 
 class MjpegServer:
     """Serves the newest frame as an MJPEG stream at /stream.mjpg, one JPEG at /frame.jpg and a
-    full-screen page at /. Each frame is JPEG-encoded once, when a client asks for it."""
+    full-screen page at /. Each frame is JPEG-encoded once, when a client asks for it. With a
+    `token`, every path needs `?token=TOKEN` (the page passes it on to its stream)."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, token: str | None = None):
+        self._token = token
         self._condition = threading.Condition()
         self._frame: np.ndarray | None = None
         self._sequence = 0
@@ -76,7 +81,17 @@ class MjpegServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host}:{port}/{self._query}"
+
+    @property
+    def _query(self) -> str:
+        return f"?{urlencode({'token': self._token})}" if self._token else ""
+
+    def _allowed(self, path: str) -> bool:
+        if not self._token:
+            return True
+        given = parse_qs(urlsplit(path).query).get("token", [""])[0]
+        return hmac.compare_digest(given.encode(), self._token.encode())
 
     def show(self, frame: np.ndarray, audio: np.ndarray, dropped: bool) -> None:
         with self._condition:
@@ -117,13 +132,16 @@ class MjpegServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                if self.path in ("/", "/index.html"):
-                    self._send("text/html; charset=utf-8", PAGE.encode())
-                elif self.path.startswith("/frame.jpg"):
+                path = urlsplit(self.path).path
+                if not server._allowed(self.path):
+                    self.send_error(403, "this avatar needs ?token=")
+                elif path in ("/", "/index.html"):
+                    self._send("text/html; charset=utf-8", PAGE.replace("{query}", html.escape(server._query)).encode())
+                elif path == "/frame.jpg":
                     jpeg = server._next_jpeg(-1)
                     if jpeg is not None:
                         self._send("image/jpeg", jpeg[1])
-                elif self.path.startswith("/stream.mjpg"):
+                elif path == "/stream.mjpg":
                     self._stream()
                 else:
                     self.send_error(404)

@@ -4,7 +4,9 @@ recording is complete even after Ctrl-C."""
 
 from __future__ import annotations
 
+import ipaddress
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -30,10 +32,19 @@ class LiveSetup:
     sample_rate: int | None = None
     audio_device: str | None = None
     serve: tuple[str, int] | None = ("127.0.0.1", 8080)
+    serve_token: str | None = None
     window: bool | None = None
     record: Path | None = None
     label: bool = True
     options: LiveOptions = field(default_factory=LiveOptions)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
 
 
 def check_recording(record: Path, avatar: Path, audio_source: str) -> None:
@@ -73,10 +84,13 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     restore = _stop_on_signals(stop)
     try:
         if setup.serve is not None:
-            server = MjpegServer(*setup.serve)
+            server = MjpegServer(*setup.serve, setup.serve_token)
             outputs.append(server)
             if on_ready is not None:
                 on_ready(f"avatar page: {server.url}")
+                if not is_loopback(setup.serve[0]) and not setup.serve_token:
+                    on_ready(f"warning: the avatar is served to the network on {setup.serve[0]} to anyone who "
+                             "can reach this machine; --serve-token TOKEN makes the page and stream need it")
         if setup.window or setup.window is None:
             try:
                 outputs.append(Window())

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -314,6 +315,42 @@ def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path
     finally:
         process.kill()
     assert "Traceback" not in stderr, stderr
+
+
+def test_serving_to_the_network_warns_and_a_token_guards_the_page(avatar, data):
+    port = free_port()
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH,
+                                            "--serve", f"0.0.0.0:{port}", "--duration", 30, "--no-window"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connect(port).close()
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "warning: the avatar is served to the network" in stderr, stderr
+
+    port = free_port()
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH,
+                                            "--serve", f"127.0.0.1:{port}", "--serve-token", "s3cret&x",
+                                            "--duration", 30, "--no-window"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connect(port).close()
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/frame.jpg", "/stream.mjpg", "/?token=wrong"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + path, timeout=10)
+            assert refused.value.code == 403
+        page = urllib.request.urlopen(f"{base}/?token=s3cret%26x", timeout=10).read().decode()
+        assert 'src="/stream.mjpg?token=s3cret%26x"' in page
+        frame = urllib.request.urlopen(f"{base}/frame.jpg?token=s3cret%26x", timeout=10).read()
+        assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR) is not None
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "warning" not in stderr and "Traceback" not in stderr, stderr
 
 
 def test_mjpeg_page_shows_the_avatar_in_a_real_browser(avatar, data, tmp_path):
