@@ -77,6 +77,8 @@ def probe_face(path: Path) -> FaceInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
             raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height}")
+        if _quarter_turned(container, stream):
+            width, height = height, width
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0 or fps > 240:
             raise EdgeRetalkError(f"{path}: cannot tell the frame rate")
@@ -86,6 +88,15 @@ def probe_face(path: Path) -> FaceInfo:
         elif container.duration:
             duration = container.duration / av.time_base
         return FaceInfo(path, False, width, height, Fraction(fps).limit_denominator(1001), duration)
+
+
+def _quarter_turned(container, stream) -> bool:
+    """Whether the video is shown turned by 90 or 270 degrees (its first frame's display matrix)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return False
+    return frame is not None and int(round(frame.rotation / 90)) % 2 == 1
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -101,8 +112,15 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as it is meant to be shown: turned by its display matrix's `rotation`
+    (degrees counterclockwise; phones store portrait video sideways with -90)."""
+    turns = int(round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
-    """Decode a video's frames as BGR uint8 arrays, one at a time."""
+    """Decode a video's frames as BGR uint8 arrays, one at a time, upright (display matrix applied)."""
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -111,7 +129,7 @@ def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
             while True:
                 with stage("decode"):
                     frame = next(frames, None)
-                    image = None if frame is None else frame.to_ndarray(format="bgr24")
+                    image = None if frame is None else upright(frame.to_ndarray(format="bgr24"), frame.rotation)
                 if image is None:
                     return
                 yield image
