@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,29 +239,38 @@ def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source
 
 
 def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: str, latency: bool) -> ArtefactReport:
-    targets = {part.arch: out_dir / spec.file_name(part.arch) for part in plan.parts}
+    """Convert, check and time one target in a hidden staging folder inside `out_dir`; only a
+    target that passed is moved in (replacing an earlier export's files whole); a failure or an
+    interruption leaves `out_dir` as it was."""
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
-        for part in plan.parts:
-            converter(spec.converter)(part.job, targets[part.arch])
-        written = [file for target in targets.values() for file in artefact_files(target)]
-        engines = {arch: open_engine(target) for arch, target in targets.items()}
-        run = {arch: _engine_call(engine) for arch, engine in engines.items()}
-        produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
-                                   for i in range(len(plan.reference))])
-        if not np.isfinite(produced).all():
-            raise EdgeRetalkError("the exported network gives NaN or infinite outputs on real inputs")
-        quality = psnr_db(plan.reference / plan.peak, produced / plan.peak)
-        if not quality >= spec.min_psnr_db:
-            raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
-                                  f"needs {spec.min_psnr_db:.0f} dB)")
-        for part in plan.parts:
-            _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, out_dir,
-                            targets[part.style_encoder] if part.style_encoder else None)
-    except BaseException:
-        for target in targets.values():
-            for file in (target, target.with_suffix(".bin")) if target.suffix == ".xml" else (target,):
-                file.unlink(missing_ok=True)
-        raise
+        report = _export_staged(plan, spec, stage, source_sha, latency)
+        staged = sorted(stage.iterdir(), key=lambda f: f.name.endswith(".json"))
+        for file in staged:
+            os.replace(file, out_dir / file.name)
+        return report
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str, latency: bool) -> ArtefactReport:
+    targets = {part.arch: folder / spec.file_name(part.arch) for part in plan.parts}
+    for part in plan.parts:
+        converter(spec.converter)(part.job, targets[part.arch])
+    written = [file for target in targets.values() for file in artefact_files(target)]
+    engines = {arch: open_engine(target) for arch, target in targets.items()}
+    run = {arch: _engine_call(engine) for arch, engine in engines.items()}
+    produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
+                               for i in range(len(plan.reference))])
+    if not np.isfinite(produced).all():
+        raise EdgeRetalkError("the exported network gives NaN or infinite outputs on real inputs")
+    quality = psnr_db(plan.reference / plan.peak, produced / plan.peak)
+    if not quality >= spec.min_psnr_db:
+        raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
+                              f"needs {spec.min_psnr_db:.0f} dB)")
+    for part in plan.parts:
+        _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, folder,
+                        targets[part.style_encoder] if part.style_encoder else None)
     first = {k: v[:1] for k, v in plan.held_out.items()}
     batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}
     main = targets[plan.parts[-1].arch]

@@ -218,3 +218,26 @@ def test_a_network_with_non_finite_outputs_fails_parity(tmp_path, data):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "NaN" in (out_dir / "report.md").read_text()
     assert not list(out_dir.glob("*.onnx"))
+
+
+def test_a_failed_re_export_leaves_the_earlier_artefact_whole(tmp_path, data, monkeypatch):
+    """Exporting again into a folder that holds a good artefact: when the new one fails its check,
+    the old file and its manifest stay as they were, and no staging folder is left."""
+    from dataclasses import replace
+
+    from edge_retalk.export import pipeline
+    from edge_retalk.manifest import load_manifest
+    from edge_retalk.models import model_path
+
+    out_dir, calib = tmp_path / "exported", data / "clips" / "grid_bbaf2n.mpg"
+    rows, failures = pipeline.export_model("lip_shape", model_path("lip_shape.pt"), ["onnx:fp32"], calib, out_dir,
+                                           latency=False)
+    assert not failures
+    before = (out_dir / "lip_shape.fp32.onnx").read_bytes()
+    monkeypatch.setitem(pipeline.FORMATS, "onnx:fp32", replace(pipeline.FORMATS["onnx:fp32"], min_psnr_db=500.0))
+    rows, failures = pipeline.export_model("lip_shape", model_path("lip_shape.pt"), ["onnx:fp32"], calib, out_dir,
+                                           latency=False)
+    assert [f.target for f in failures] == ["onnx:fp32"]
+    assert (out_dir / "lip_shape.fp32.onnx").read_bytes() == before
+    load_manifest(out_dir / "lip_shape.fp32.onnx")
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
