@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,30 @@ from ..errors import EdgeRetalkError
 from ..media import check_readable
 
 IGNORED_KEY_PARTS = ("low_res",)
+MAX_CHECKPOINT_BYTES = 4 * 10 ** 9
+
+
+def unpacked_size(path: Path) -> int:
+    """How many bytes loading the checkpoint unpacks: a zip-format file's entries as stored in
+    its directory (a small file of compressed entries can claim gigabytes), else its own size."""
+    if not zipfile.is_zipfile(path):
+        return path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return path.stat().st_size
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, on the CPU, with DataParallel prefixes removed."""
+    """The tensors of a checkpoint file, on the CPU, with DataParallel prefixes removed; refuses
+    one that would unpack to more than `MAX_CHECKPOINT_BYTES` and one whose keys collide once the
+    prefixes are removed."""
     check_readable(path)
+    size = unpacked_size(path)
+    if size > MAX_CHECKPOINT_BYTES:
+        raise EdgeRetalkError(f"{path}: refused: it would unpack to {size / 1e9:.1f} GB "
+                              f"(at most {MAX_CHECKPOINT_BYTES / 1e9:.0f} GB)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -36,8 +56,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgeRetalkError(f"{path}: holds no state dict of tensors")
-    return {key.removeprefix("module."): value for key, value in state.items()
-            if not any(part in key for part in IGNORED_KEY_PARTS)}
+    kept = [key for key in state if not any(part in key for part in IGNORED_KEY_PARTS)]
+    names = [key.removeprefix("module.") for key in kept]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise EdgeRetalkError(f"{path}: ambiguous: {twice[0]!r} is in it both with and without the 'module.' prefix"
+                              + (f" ({len(twice) - 1} more keys too)" if len(twice) > 1 else ""))
+    return dict(zip(names, (state[key] for key in kept)))
 
 
 @dataclass(frozen=True)

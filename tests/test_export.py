@@ -96,6 +96,35 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not os.path.exists(marker)
 
 
+def test_checkpoint_with_colliding_keys_is_refused(tmp_path):
+    """The shipped lip-shape weights saved with one tensor both as `module.x` and as `x`."""
+    from edge_retalk.models import model_path
+
+    state = torch.load(model_path("lip_shape.pt"), weights_only=True)["state_dict"]
+    state["module.head.5.bias"] = state["head.5.bias"] * 2
+    torch.save({"state_dict": state}, tmp_path / "twice.pt")
+    with pytest.raises(EdgeRetalkError, match="ambiguous: 'head.5.bias'"):
+        read_state_dict(tmp_path / "twice.pt")
+
+
+def test_checkpoint_that_unpacks_beyond_the_limit_is_refused_before_loading(tmp_path, monkeypatch):
+    """The shipped weights re-zipped with compression: the size its entries claim is checked first."""
+    import zipfile
+
+    from edge_retalk.export import checkpoints
+    from edge_retalk.models import model_path
+
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(model_path("lip_shape.pt")) as source, \
+            zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+    assert read_state_dict(packed)
+    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", packed.stat().st_size)
+    with pytest.raises(EdgeRetalkError, match="would unpack to"):
+        read_state_dict(packed)
+
+
 def test_transposed_convolution_rewrite_keeps_the_numbers():
     official = torch.nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1)
     from edge_retalk.export.models.wav2lip import Conv2dTranspose
