@@ -14,4 +14,8 @@ try:
 except PackageNotFoundError:
     __version__ = "0.0.0"
 
-__all__ = ["EdgeRetalkError", "__version__"]
+from .avatar import prepare_avatar  # noqa: E402
+from .generator import RenderOptions  # noqa: E402
+from .pipeline import RunOptions, RunReport, lipsync  # noqa: E402
+
+__all__ = ["EdgeRetalkError", "RenderOptions", "RunOptions", "RunReport", "__version__", "lipsync", "prepare_avatar"]

@@ -81,9 +81,10 @@ def _tracked_source(info: FaceInfo, max_frames: int, threads: int) -> FrameCache
     return cache
 
 
-def prepare_avatar(face: Path, output: Path, loop_seconds: float = DEFAULT_LOOP_SECONDS, threads: int = 1,
+def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = DEFAULT_LOOP_SECONDS, threads: int = 1,
                    on_progress: Callable[[int, int], None] | None = None) -> AvatarInfo:
     """Track `face` once and write an avatar bundle folder at `output` (whole or not at all)."""
+    face, output = Path(face), Path(output)
     check_readable(face)
     if output.exists():
         raise EdgeRetalkError(f"{output}: already exists; choose a new folder for the avatar")

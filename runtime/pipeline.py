@@ -80,9 +80,10 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def lipsync(face: Path, audio: Path, output: Path, options: RunOptions | None = None,
+def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: RunOptions | None = None,
             on_progress: ProgressCallback | None = None) -> RunReport:
     """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio)."""
+    face, audio, output = Path(face), Path(audio), Path(output)
     options = options or RunOptions()
     started = time.perf_counter()
     check_readable(face)

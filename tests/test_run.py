@@ -223,3 +223,14 @@ def test_mkv_face_and_m4a_audio(data, tmp_path):
     facts = video_facts(out)
     seconds = load_audio(audio).size / 16000
     assert facts["fps"] == 25 and abs(facts["frames"] / 25 - seconds) <= 1 / 25
+
+
+def test_python_api_takes_plain_string_paths(tmp_path, face, speech):
+    """`import edge_retalk` is the front door the CLI also uses: a run from Python, paths as str."""
+    import edge_retalk
+
+    out = tmp_path / "api.mp4"
+    report = edge_retalk.lipsync(str(face), str(speech), str(out), edge_retalk.RunOptions(threads=2))
+    assert report.output == out and report.frames == video_facts(out)["frames"] > 0
+    bundle = edge_retalk.prepare_avatar(str(face), str(tmp_path / "avatar"))
+    assert (tmp_path / "avatar" / "avatar.json").is_file() and bundle.frames_with_face == bundle.frames > 0
