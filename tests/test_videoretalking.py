@@ -141,16 +141,17 @@ def short_speech(source, target, seconds: float):
     return target
 
 
-# VideoReTalking's LNet is the largest network we export (about 13 minutes for four targets on a
-# 2-core CPU); the tests export its float reference and its INT8 recipe, and `EXPORT_FULL=1` adds
-# the FP16 targets (every format and precision is exercised on Wav2Lip in test_export.py).
-VRT_TARGETS = {"onnx:fp32": "videoretalking.fp32.onnx", "onnx:int8": "videoretalking.int8.onnx"}
+# VideoReTalking's LNet is the largest network we export: FP32 alone runs in the tests; its INT8
+# recipe (about 6 minutes on a 2-core CPU) and FP16 targets run with `EXPORT_FULL=1` (every format
+# and precision is exercised on Wav2Lip in test_export.py).
+VRT_TARGETS = {"onnx:fp32": "videoretalking.fp32.onnx"}
 if os.environ.get("EXPORT_FULL") == "1":
-    VRT_TARGETS |= {"onnx:fp16": "videoretalking.fp16.onnx", "openvino:fp16": "videoretalking.fp16.xml"}
+    VRT_TARGETS |= {"onnx:int8": "videoretalking.int8.onnx", "onnx:fp16": "videoretalking.fp16.onnx",
+                    "openvino:fp16": "videoretalking.fp16.xml"}
 
 
 def test_export_then_run_each_target(data, tmp_path, checkpoints):
-    """From official-layout files to ONNX FP32 and INT8 (and FP16 with EXPORT_FULL=1), each checked
+    """From official-layout files to ONNX FP32 (and INT8 and FP16 with EXPORT_FULL=1), each checked
     against PyTorch on real inputs by the export, then run on a real clip; the style code is
     computed once."""
     lnet_path, enet_path = checkpoints
@@ -164,7 +165,7 @@ def test_export_then_run_each_target(data, tmp_path, checkpoints):
     rows = {row["target"]: row for row in report["artefacts"]}
     assert set(rows) == set(VRT_TARGETS) and report["failed"] == []
     assert rows["onnx:fp32"]["psnr_db"] > 60
-    assert rows["onnx:int8"]["psnr_db"] >= 30
+    assert all(row["psnr_db"] >= 30 for target, row in rows.items() if target.endswith("int8"))
     assert all(row["psnr_db"] >= 45 for target, row in rows.items() if target.endswith("fp16"))
     assert all(math.isnan(row["latency_ms_batch1"]) for row in rows.values())
     if "onnx:fp16" in rows:
