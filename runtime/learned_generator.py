@@ -19,11 +19,10 @@ import numpy as np
 
 from .audio import log_mel
 from .compositor import Region, mouth_region, paste
-from .engines import open_engine
+from .engines import open_model
 from .errors import EdgeRetalkError
 from .face_frame import CropBox, invert
 from .lip_shape import ShapeSpace, canonical_shape, mel_windows
-from .manifest import load_manifest
 from .models import model_path
 from .mouth_model import silence_mask, smooth_track
 from .mouth_render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
@@ -38,10 +37,9 @@ class _Network:
     opening, so that the engine's first-call set-up does not fall on a live frame."""
 
     def __init__(self, model: Path, arch: str, threads: int, provider: str | None, options: dict | None):
-        self.manifest, file = load_manifest(model)
+        self.manifest, self.engine = open_model(model, threads, provider, options)
         if self.manifest.arch != arch:
             raise EdgeRetalkError(f"{model}: is a {self.manifest.arch!r} network, not a {arch!r} one")
-        self.engine = open_engine(file, threads, provider, options)
         self._input = self.manifest.inputs[0].name
         first = self.manifest.inputs[0].shape[0]
         self._batch = first if isinstance(first, int) else 64

@@ -17,10 +17,9 @@ import numpy as np
 
 from .audio import log_mel, mel_window
 from .compositor import mouth_region, paste
-from .engines import open_engine
+from .engines import open_model
 from .errors import EdgeRetalkError
 from .landmarks import FACE_OVAL
-from .manifest import load_manifest
 
 
 def face_box(points: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
@@ -57,15 +56,14 @@ class NeuralGenerator:
 
     def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
                  provider_options: dict[str, str] | None = None):
-        self.manifest, model_file = load_manifest(model)
+        self.manifest, self.engine = open_model(model, threads, provider, provider_options)
         if self.manifest.arch not in SUPPORTED_ARCHES:
             hint = "; pass the generator beside it, not its style encoder" if self.manifest.arch.endswith("_style") else ""
             raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not a lip generator{hint}")
-        self.engine = open_engine(model_file, threads, provider, provider_options)
         self.style_engine, self._style_input = None, ""
         if self.manifest.style_encoder:
-            style_manifest, style_file = load_manifest(model_file.parent / self.manifest.style_encoder)
-            self.style_engine = open_engine(style_file, threads, provider, provider_options)
+            style_manifest, self.style_engine = open_model(Path(model).parent / self.manifest.style_encoder, threads,
+                                                           provider, provider_options)
             self._style_input = style_manifest.inputs[0].name
         self._style: np.ndarray | None = None
         self.name = f"{self.manifest.arch} {self.manifest.format}:{self.manifest.precision}"

@@ -89,3 +89,27 @@ def test_shipped_checkpoints_export_to_the_shipped_networks(data, tmp_path, arch
     a = np.concatenate([next(iter(ours.run({ours.input_names[0]: x[i:i + 1]}).values())) for i in range(len(x))])
     b = np.concatenate([next(iter(theirs.run({theirs.input_names[0]: x[i:i + 1]}).values())) for i in range(len(x))])
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda m: m["inputs"][0].update(name="not_the_input"), "are not the model's"),
+    (lambda m: m["inputs"][0].update(shape=[1, 10, 100000, 100000]), "impossible shape"),
+])
+def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(tmp_path, face, speech, tamper, expected):
+    """The shipped networks copied into an avatar folder, one manifest edited: one line at load."""
+    import json
+    import shutil
+
+    folder = tmp_path / "person"
+    folder.mkdir()
+    for name in ("lip_shape.fp32.tflite", "mouth_renderer.fp32.tflite"):
+        shutil.copy(model_path(name), folder / name)
+        shutil.copy(model_path(f"{name}.json"), folder / f"{name}.json")
+    cv2.imwrite(str(folder / "reference.png"), np.full((128, 128, 3), 128, np.uint8))
+    manifest = json.loads((folder / "mouth_renderer.fp32.tflite.json").read_text())
+    tamper(manifest)
+    (folder / "mouth_renderer.fp32.tflite.json").write_text(json.dumps(manifest))
+    result = run_cli("run", "--generator", folder, "--face", face, "--audio", speech, "-o", tmp_path / "o.mp4")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
+    assert not (tmp_path / "o.mp4").exists()
