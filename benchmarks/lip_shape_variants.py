@@ -19,7 +19,7 @@ import torch
 
 import edge_retalk.export.models.lip_shape as network_module
 import edge_retalk.lip_shape as shape_module
-from edge_retalk.export.models.lip_shape import COMPONENTS, LipShapeNet
+from edge_retalk.export.models.lip_shape import COMPONENTS
 from edge_retalk.lip_shape import LOWER_GAP, UPPER_GAP
 from edge_retalk.training import lip_shape as recipe
 
@@ -30,38 +30,20 @@ def opening_of_coefficients(space) -> np.ndarray:
     return (basis[:, LOWER_GAP, 1] - basis[:, UPPER_GAP, 1]).mean(axis=1)
 
 
-def train(recordings, space, steps: int, variant: str) -> LipShapeNet:
-    torch.manual_seed(recipe.SEED)
-    rng = np.random.default_rng(recipe.SEED)
-    versions = len(recordings[0].windows)
-    windows = [np.concatenate([r.windows[v][r.usable] for r in recordings]) for v in range(versions)]
+def opening_loss(recordings, space):
+    """A loss on the error of the opening itself, in units of each recording's opening spread."""
     standard = [recipe.standardised(r, space) for r in recordings]
-    y = np.concatenate([z[r.usable] for r, (z, _) in zip(recordings, standard)])
     spreads = np.concatenate([np.repeat(s[None], r.usable.stop, 0) for r, (_, s) in zip(recordings, standard)])
     opening = opening_of_coefficients(space)
-    opening_spread = np.concatenate([np.repeat(((z[r.usable] * s) @ opening).std(), r.usable.stop)
-                                     for r, (z, s) in zip(recordings, standard)])
-    model = LipShapeNet(space.components)
-    model.scale.copy_(torch.from_numpy(np.median([s for r, (_, s) in zip(recordings, standard) if len(r.shapes) >= 50],
-                                                 axis=0)))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    unit = np.concatenate([np.repeat(((z[r.usable] * s) @ opening).std(), r.usable.stop)
+                           for r, (z, s) in zip(recordings, standard)])
     to_opening = torch.from_numpy(opening.astype(np.float32))
-    model.train()
-    for _ in range(steps):
-        rows, version = rng.integers(0, len(y), recipe.BATCH), rng.integers(0, versions, recipe.BATCH)
-        predicted = model(torch.from_numpy(np.stack([windows[v][r] for v, r in zip(version, rows)]))) / model.scale
-        truth = torch.from_numpy(y[rows])
-        loss = ((predicted - truth) ** 2).mean()
-        if variant == "open1":
-            spread = torch.from_numpy(spreads[rows].astype(np.float32))
-            unit = torch.from_numpy(opening_spread[rows].astype(np.float32))
-            loss = loss + (((predicted - truth) * spread) @ to_opening / unit).pow(2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-    return model.eval()
+
+    def loss(predicted: torch.Tensor, truth: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        spread = torch.from_numpy(spreads[rows].astype(np.float32))
+        return (((predicted - truth) * spread) @ to_opening / torch.from_numpy(unit[rows].astype(np.float32))
+                ).pow(2).mean()
+    return loss
 
 
 @click.command()
@@ -82,7 +64,8 @@ def main(cache: Path, steps: int, variant: str) -> None:
         group = set(speakers[fold::4])
         train_on = [r for r in recordings if r.speaker not in group]
         space = recipe.fit_space(train_on, template, COMPONENTS)
-        model = train(train_on, space, steps, variant)
+        model = recipe.train_model(train_on, space, steps, None, False, f"fold {fold + 1}/4",
+                                   opening_loss(train_on, space) if variant == "open1" else None)
         held_out |= {r.name: recipe.score(model, space, r) for r in recordings if r.speaker in group}
     click.echo(f"{variant}, {steps} steps: held-out median opening r {recipe.summarise(held_out)['r_opening']:.3f} "
                f"({(time.time() - started) / 60:.1f} min)")

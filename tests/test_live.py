@@ -4,6 +4,7 @@ transitions, the MJPEG page in a real browser, and labelled recordings."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -283,6 +284,23 @@ def chromium() -> str:
     return found
 
 
+@contextlib.contextmanager
+def serving_live(avatar, speech, address: str, *extra):
+    """A `live` process serving its page at `address` (its port accepting connections when
+    entered); on leaving it is stopped and its stderr is left in the yielded dict."""
+    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", speech, "--serve", address,
+                                            "--duration", 40, "--no-window", *extra),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    result = {"process": process, "stderr": ""}
+    try:
+        connect(int(address.rsplit(":", 1)[1])).close()
+        yield result
+        process.terminate()
+        result["stderr"] = process.communicate(timeout=60)[1]
+    finally:
+        process.kill()
+
+
 def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path):
     """150 clients that connect and send nothing hold at most the server's connection cap of
     threads and are timed out; a client that resets mid-stream leaves no traceback; afterwards a
@@ -290,15 +308,11 @@ def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path
     from edge_retalk.live_outputs import CLIENT_TIMEOUT_SECONDS, _BoundedHttpServer
 
     port = free_port()
-    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / LONG_SPEECH,
-                                            "--serve", f"127.0.0.1:{port}", "--duration", 40, "--no-window"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        connect(port).close()
+    with serving_live(avatar, data / "speech" / LONG_SPEECH, f"127.0.0.1:{port}") as live:
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
         time.sleep(2)
-        threads = int(next(line.split()[1] for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
-                           if line.startswith("Threads:")))
+        threads = int(next(line.split()[1] for line in Path(f"/proc/{live['process'].pid}/status").read_text()
+                           .splitlines() if line.startswith("Threads:")))
         assert threads < _BoundedHttpServer.MAX_CLIENTS + 30, threads
         for _ in range(3):
             with connect(port) as vanishing:
@@ -310,33 +324,16 @@ def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path
         assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR) is not None
         for client in idle:
             client.close()
-        process.terminate()
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert "Traceback" not in stderr, stderr
+    assert "Traceback" not in live["stderr"], live["stderr"]
 
 
 def test_serving_to_the_network_warns_and_a_token_guards_the_page(avatar, data):
-    port = free_port()
-    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH,
-                                            "--serve", f"0.0.0.0:{port}", "--duration", 30, "--no-window"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        connect(port).close()
-        process.terminate()
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert "warning: the avatar is served to the network" in stderr, stderr
+    with serving_live(avatar, data / "speech" / SHORT_SPEECH, f"0.0.0.0:{free_port()}") as live:
+        pass
+    assert "warning: the avatar is served to the network" in live["stderr"], live["stderr"]
 
     port = free_port()
-    process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", data / "speech" / SHORT_SPEECH,
-                                            "--serve", f"127.0.0.1:{port}", "--serve-token", "s3cret&x",
-                                            "--duration", 30, "--no-window"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        connect(port).close()
+    with serving_live(avatar, data / "speech" / SHORT_SPEECH, f"127.0.0.1:{port}", "--serve-token", "s3cret&x") as live:
         base = f"http://127.0.0.1:{port}"
         for path in ("/", "/frame.jpg", "/stream.mjpg", "/?token=wrong"):
             with pytest.raises(urllib.error.HTTPError) as refused:
@@ -346,11 +343,7 @@ def test_serving_to_the_network_warns_and_a_token_guards_the_page(avatar, data):
         assert 'src="/stream.mjpg?token=s3cret%26x"' in page
         frame = urllib.request.urlopen(f"{base}/frame.jpg?token=s3cret%26x", timeout=10).read()
         assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR) is not None
-        process.terminate()
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert "warning" not in stderr and "Traceback" not in stderr, stderr
+    assert "warning" not in live["stderr"] and "Traceback" not in live["stderr"], live["stderr"]
 
 
 def test_mjpeg_page_shows_the_avatar_in_a_real_browser(avatar, data, tmp_path):

@@ -116,8 +116,11 @@ def standardised(recording: Recording, space: ShapeSpace) -> tuple[np.ndarray, n
 
 
 def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, checkpoint: Path | None,
-                resume: bool, label: str) -> LipShapeNet:
-    """Train on `recordings`; saves `checkpoint` every few hundred steps (and resumes from it)."""
+                resume: bool, label: str, extra_loss=None) -> LipShapeNet:
+    """Train on `recordings`; saves `checkpoint` every few hundred steps (and resumes from it).
+    `extra_loss(predicted, truth, rows)`, for experiments, adds a term on the standardised
+    predictions and targets of the batch's `rows` (indices into the usable frames of all
+    recordings, in order)."""
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     versions = len(recordings[0].windows)
@@ -146,7 +149,10 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
             version = rng.integers(0, versions, BATCH)
             batch = np.stack([windows[v][r] for v, r in zip(version, rows)])
             predicted = model(torch.from_numpy(batch)) / model.scale
-            loss = ((predicted - torch.from_numpy(y[rows])) ** 2).mean()
+            truth = torch.from_numpy(y[rows])
+            loss = ((predicted - truth) ** 2).mean()
+            if extra_loss is not None:
+                loss = loss + extra_loss(predicted, truth, rows)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
