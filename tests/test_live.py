@@ -33,6 +33,7 @@ AVATAR_CLIP = "geneface_may_5s.mp4"
 LONG_SPEECH = "musetalk_eng_60s.wav"
 SHORT_SPEECH = "echomimic_en.wav"
 FPS = 25
+MAX_REPEATS = 4  # frames in a row that live mode may drop (repeating the last) when the machine is loaded
 
 
 def live_command(*args) -> list[str]:
@@ -241,10 +242,13 @@ def test_idle_keeps_the_loop_moving_with_the_mouth_closed_then_speech_blends_in(
     loop = list(iter_video_frames(avatar / "loop.mp4"))
     onset = speech_start(load_audio(record), speech) * FPS // SAMPLE_RATE
     assert 40 <= onset <= 100
-    # idle: the loop plays on (no freeze); only the mouth region differs from it
+    # idle: the loop plays on (no freeze); only the mouth region differs from it. A frame dropped
+    # under load repeats the one before it, so frame k shows loop frame k or one just before it.
     upper = slice(0, 300)
     for k in range(0, onset - 5, 7):
-        assert np.abs(frames[k][upper].astype(int) - loop[k % len(loop)][upper].astype(int)).mean() < 3.0
+        nearest = min(np.abs(frames[k][upper].astype(int) - loop[j % len(loop)][upper].astype(int)).mean()
+                      for j in range(max(0, k - MAX_REPEATS), k + 1))
+        assert nearest < 3.0
     assert np.abs(frames[10].astype(int) - frames[30].astype(int)).mean() > 1.0, "the idle loop moves"
     measured = openings(record)
     source = openings(avatar / "loop.mp4")
