@@ -27,8 +27,7 @@ from .media import check_readable, load_audio
 from .quiet import native_stderr_silenced
 
 CHUNK_SECONDS = 0.02
-PORTAUDIO_HINT = ("install it with: pip install 'edge-retalk[live]' (PortAudio is needed: on Debian/Ubuntu "
-                  "apt install portaudio19-dev to build it, libportaudio2 to run it)")
+PORTAUDIO_HINT = "install it with: pip install 'edge-retalk[live]' and, on Debian/Ubuntu, apt install libportaudio2"
 
 
 class PcmDecoder:
@@ -218,25 +217,23 @@ class TcpSource(_ThreadedSource):
         self._server.close()
 
 
-def _pyaudio():
+def _sounddevice():
     try:
-        import pyaudio
+        import sounddevice
     except ImportError:
-        raise EdgeRetalkError(f"--audio-source mic needs PyAudio, which is not installed; {PORTAUDIO_HINT}") from None
-    return pyaudio
+        raise EdgeRetalkError(f"--audio-source mic needs sounddevice, which is not installed; {PORTAUDIO_HINT}") from None
+    except OSError:
+        raise EdgeRetalkError(f"--audio-source mic needs the PortAudio library, which was not found; {PORTAUDIO_HINT}") from None
+    return sounddevice
 
 
 def list_audio_devices() -> list[tuple[int, str, int, int]]:
     """(index, name, input channels, default sample rate) of every capture device PortAudio sees."""
-    pyaudio = _pyaudio()
+    sounddevice = _sounddevice()
     with native_stderr_silenced():
-        audio = pyaudio.PyAudio()
-    try:
-        devices = [audio.get_device_info_by_index(i) for i in range(audio.get_device_count())]
-    finally:
-        audio.terminate()
-    return [(int(d["index"]), str(d["name"]), int(d["maxInputChannels"]), int(d["defaultSampleRate"]))
-            for d in devices if d["maxInputChannels"] > 0]
+        devices = sounddevice.query_devices()
+    return [(int(d["index"]), str(d["name"]), int(d["max_input_channels"]), int(d["default_samplerate"]))
+            for d in devices if d["max_input_channels"] > 0]
 
 
 def find_audio_device(wanted: str | None) -> tuple[int | None, int]:
@@ -255,37 +252,36 @@ def find_audio_device(wanted: str | None) -> tuple[int | None, int]:
 
 
 class MicSource(_ThreadedSource):
-    """A capture device through PyAudio (PortAudio), read in 20 ms blocks."""
+    """A capture device through sounddevice (PortAudio, binary wheels on every board), read in
+    20 ms blocks."""
 
     continuous = True
 
     def __init__(self, device: str | None = None, sample_rate: int | None = None):
-        self._pyaudio = _pyaudio()
+        sounddevice = _sounddevice()
         self._device, default_rate = find_audio_device(device)
         super().__init__(sample_rate or default_rate)
         self.name = f"mic {device or 'default'}"
         self._decoder = PcmDecoder(self.sample_rate)
-        with native_stderr_silenced():
-            self._audio = self._pyaudio.PyAudio()
         try:
             with native_stderr_silenced():
-                self._stream = self._audio.open(format=self._pyaudio.paInt16, channels=1, rate=self.sample_rate,
-                                                input=True, input_device_index=self._device,
-                                                frames_per_buffer=int(self.sample_rate * CHUNK_SECONDS))
-        except (OSError, ValueError) as exc:
-            self._audio.terminate()
+                self._stream = sounddevice.RawInputStream(samplerate=self.sample_rate, channels=1, dtype="int16",
+                                                          device=self._device,
+                                                          blocksize=int(self.sample_rate * CHUNK_SECONDS))
+                self._stream.start()
+        except (sounddevice.PortAudioError, ValueError) as exc:
             raise EdgeRetalkError(f"{self.name}: cannot open the capture device ({exc})") from None
 
     def _read(self, timeline: AudioTimeline) -> None:
         block = int(self.sample_rate * CHUNK_SECONDS)
         while not self._closing.is_set():
-            timeline.push(self._decoder.decode(self._stream.read(block, exception_on_overflow=False)))
+            data, _overflowed = self._stream.read(block)
+            timeline.push(self._decoder.decode(bytes(data)))
 
     def close(self) -> None:
         super().close()
-        self._stream.stop_stream()
+        self._stream.stop()
         self._stream.close()
-        self._audio.terminate()
 
 
 def open_audio_source(spec: str, sample_rate: int | None = None, device: str | None = None):

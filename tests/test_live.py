@@ -389,8 +389,8 @@ def test_mjpeg_page_shows_the_avatar_in_a_real_browser(avatar, data, tmp_path):
 
 
 def test_microphone_path_through_a_real_alsa_capture_device(avatar, data, tmp_path):
-    if importlib.util.find_spec("pyaudio") is None:
-        message = "PyAudio not installed (pip install 'edge-retalk[live]', with PortAudio)"
+    if importlib.util.find_spec("sounddevice") is None:
+        message = "sounddevice not installed (pip install 'edge-retalk[live]', with libportaudio2)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -444,12 +444,12 @@ def test_live_bad_inputs_give_one_line(avatar, tmp_path, data):
         assert result.returncode == 1 and "cannot listen" in result.stderr
 
 
-def test_microphone_without_pyaudio_says_what_to_install(avatar, tmp_path):
+def test_microphone_without_sounddevice_says_what_to_install(avatar, tmp_path):
     blocker = tmp_path / "block"
     blocker.mkdir()
-    (blocker / "pyaudio.py").write_text("raise ImportError('blocked for the test')\n")
+    (blocker / "sounddevice.py").write_text("raise ImportError('blocked for the test')\n")
     env = dict(os.environ, PYTHONPATH=f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     result = subprocess.run(live_command("--avatar", avatar, "--audio-source", "mic", "--no-serve"),
                             capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 1 and "portaudio19-dev" in result.stderr and "edge-retalk[live]" in result.stderr
+    assert result.returncode == 1 and "libportaudio2" in result.stderr and "edge-retalk[live]" in result.stderr
     assert "Traceback" not in result.stderr
