@@ -409,17 +409,19 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
 @click.option("--avatar", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Avatar bundle made by `edge-retalk prepare`.")
 @click.option("--audio-source", default="mic", show_default=True,
-              help="mic, stdin, tcp://HOST:PORT (raw 16-bit mono PCM), or a speech file played in real time.")
+              help="mic, api (POST /speech and the /pcm WebSocket of the --serve page), stdin, tcp://HOST:PORT "
+                   "(raw 16-bit mono PCM), or a speech file played in real time.")
 @click.option("--sample-rate", type=click.IntRange(4000, 192000), default=None,
               help="Sample rate of raw PCM from stdin or TCP [default: 16000], or of the microphone "
                    "[default: the device's].")
 @click.option("--audio-device", default=None, help="Microphone by index or (part of its) name.")
 @click.option("--list-audio-devices", is_flag=True, help="List capture devices and exit.")
 @click.option("--serve", default="127.0.0.1:8080", show_default=True,
-              help="Serve the avatar page and MJPEG stream at [HOST:]PORT.")
+              help="Serve the avatar page (picture and sound), the MJPEG stream and the control API at [HOST:]PORT.")
 @click.option("--no-serve", is_flag=True, help="No HTTP page or stream.")
 @click.option("--serve-token", default=None, envvar="EDGE_RETALK_SERVE_TOKEN",
-              help="Require ?token=TOKEN on the page and stream (also from EDGE_RETALK_SERVE_TOKEN).")
+              help="Require ?token=TOKEN (or Authorization: Bearer TOKEN) on every path of the server "
+                   "(also from EDGE_RETALK_SERVE_TOKEN).")
 @click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
 @click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
 @click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")

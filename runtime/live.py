@@ -209,7 +209,10 @@ class AudioSource(Protocol):
 class Output(Protocol):
     """Where live frames go (a window, an MJPEG stream, a recording)."""
 
-    def show(self, frame: np.ndarray, audio: np.ndarray, dropped: bool) -> None: ...
+    def show(self, frame: np.ndarray, audio: np.ndarray, dropped: bool, delay: float | None) -> None:
+        """`audio` is the frame's speech (silence where none came); `dropped` says the frame
+        repeats the previous one; `delay` is the seconds from that speech's arrival to now (None
+        in silence)."""
 
     def close(self) -> None: ...
 
@@ -412,15 +415,15 @@ def live_driver(options: LiveOptions, fps: float) -> LiveDriver:
 
 def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver: LiveDriver,
              options: LiveOptions | None = None, clock: Clock | None = None, stop: threading.Event | None = None,
-             on_stats: Callable[[LiveReport], None] | None = None) -> LiveReport:
+             on_stats: Callable[[LiveReport], None] | None = None, report: LiveReport | None = None) -> LiveReport:
     """Drive `avatar` with speech from `source` until the source ends, `options.duration` passes
     or `stop` is set; every frame goes to every output. The caller owns (and closes) the source
-    and the outputs."""
+    and the outputs; a `report` it passes in is filled as the run goes (for a status page)."""
     options = options or LiveOptions()
     clock = clock or RealClock()
     stop = stop or threading.Event()
     fps = float(avatar.fps)
-    report = LiveReport()
+    report = report if report is not None else LiveReport()
     frames: Iterator = read_ahead(avatar.frames())
     start = clock.now()
     timeline = AudioTimeline(clock, start)
@@ -462,6 +465,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                 silent = loudness.is_silent(audio, remember=False)
             frame, points = next(frames)
             dropped = (behind or clock.now() > deadline + 1.0 / fps) and last_shown is not None
+            delay = None
             if dropped:
                 report.dropped += 1
                 shown = last_shown
@@ -471,10 +475,11 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                     shown = draw_watermark(shown.copy() if shown is frame else shown)
                 arrival = timeline.arrival((first + last) // 2)
                 if arrival is not None:
+                    delay = clock.now() - arrival
                     report.speech_frames += 1
-                    report.latency.add(clock.now() - arrival)
+                    report.latency.add(delay)
             for output in outputs:
-                output.show(shown, audio, dropped)
+                output.show(shown, audio, dropped, delay)
             last_shown = shown
             timeline.played(last)
             report.frames += 1

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .audio_sources import open_audio_source
+from .audio_sources import SpeechQueue, open_audio_source
 from .avatar import Avatar
 from .errors import EdgeRetalkError
 from .labels import synthetic_metadata
 from .learned_generator import is_enrolled
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
-from .live_outputs import MjpegServer, Recorder, Window
+from .live_outputs import Recorder, Window
+from .live_server import AvatarServer
 from .pipeline import check_output
 
 
@@ -55,6 +56,13 @@ def check_recording(record: Path, avatar: Path, audio_source: str) -> None:
         raise EdgeRetalkError(f"{record}: would write inside the avatar bundle")
 
 
+def status(report: LiveReport, source: str) -> dict:
+    """The live run's figures for GET /status."""
+    return {"source": source, "seconds": round(report.seconds, 2), "frames": report.frames,
+            "speech_frames": report.speech_frames, "dropped_frames": report.dropped,
+            "latency_ms": {"p50": report.latency.percentile(50), "p95": report.latency.percentile(95)}}
+
+
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     """Ctrl-C and SIGTERM end the run cleanly (outputs are closed, the recording finished);
     returns a function that restores the previous handlers."""
@@ -78,13 +86,18 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
         options = replace(options, generator=setup.avatar)
     driver = live_driver(options, float(avatar.fps))
     source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device)
+    if isinstance(source, SpeechQueue) and setup.serve is None:
+        raise EdgeRetalkError("--audio-source api takes speech through the web server; drop --no-serve")
     outputs = []
+    report = LiveReport()
     recorder: Recorder | None = None
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     try:
         if setup.serve is not None:
-            server = MjpegServer(*setup.serve, setup.serve_token)
+            server = AvatarServer(*setup.serve, setup.serve_token, float(avatar.fps),
+                                  source if isinstance(source, SpeechQueue) else None,
+                                  lambda: status(report, source.name))
             outputs.append(server)
             if on_ready is not None:
                 on_ready(f"avatar page: {server.url}")
@@ -105,7 +118,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
             outputs.append(recorder)
         if on_ready is not None:
             on_ready(f"listening to {source.name}")
-        report = run_live(avatar, source, outputs, driver, options, stop=stop, on_stats=on_stats)
+        run_live(avatar, source, outputs, driver, options, stop=stop, on_stats=on_stats, report=report)
         require_frames(report)
     except BaseException:
         if recorder is not None:
