@@ -4,6 +4,7 @@
 
     avatar.json     what the bundle is (version, fps, size, frames, source and its sha256)
     loop.mp4        the idle loop, already played forward then backward, so it repeats seamlessly
+                    (from a photo: the photo blinking and moving slightly, also seamless)
     landmarks.npy   (frames, 468, 3) float32 face-mesh points per loop frame, NaN where no face
 
 A live run reads this instead of running the face detector and mesh: loading is a JSON file, a
@@ -24,6 +25,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeRetalkError
+from .idle_motion import animate_photo
 from .manifest import sha256_of
 from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
 from .sources import FrameCache, ping_pong_index
@@ -81,9 +83,19 @@ def _tracked_source(info: FaceInfo, max_frames: int, threads: int) -> FrameCache
     return cache
 
 
+def _loop_frames(cache: FrameCache, fps: float, photo_frames: int | None) -> tuple[int, Iterator[TrackedFrame]]:
+    """The idle loop's length and its frames with their points: a video played forward then
+    backward, or a photo brought to life over `photo_frames` frames (None: the photo, still)."""
+    if photo_frames is not None and len(cache) == 1 and cache[0][1] is not None:
+        return photo_frames, animate_photo(*cache[0], photo_frames, fps)
+    length = 1 if len(cache) == 1 else 2 * len(cache) - 2
+    return length, (cache[ping_pong_index(k, len(cache))] for k in range(length))
+
+
 def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = DEFAULT_LOOP_SECONDS, threads: int = 1,
-                   on_progress: Callable[[int, int], None] | None = None) -> AvatarInfo:
-    """Track `face` once and write an avatar bundle folder at `output` (whole or not at all)."""
+                   on_progress: Callable[[int, int], None] | None = None, still: bool = False) -> AvatarInfo:
+    """Track `face` once and write an avatar bundle folder at `output` (whole or not at all). A
+    photo's loop blinks and moves slightly (`idle_motion`) unless `still`; a video's is as recorded."""
     face, output = Path(face), Path(output)
     check_readable(face)
     if output.exists():
@@ -99,7 +111,8 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
         with_face = sum(cache[i][1] is not None for i in range(len(cache)))
         if with_face == 0:
             raise EdgeRetalkError(f"{face}: no face found in {'the image' if info.is_image else 'any frame'}")
-        loop_length = 1 if len(cache) == 1 else 2 * len(cache) - 2
+        photo_frames = None if still or not info.is_image else max(1, round(loop_seconds * float(fps)))
+        loop_length, loop = _loop_frames(cache, float(fps), photo_frames)
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
         except OSError as exc:
@@ -108,9 +121,8 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
             landmarks = np.full((loop_length, N_POINTS, 3), np.nan, np.float32)
             height, width = cache.shape[:2]
             with VideoWriter(staging / "loop.mp4", width, height, fps, None, crf=LOOP_CRF) as writer:
-                for k in range(loop_length):
+                for k, (frame, points) in enumerate(loop):
                     raise_if_interrupted()
-                    frame, points = cache[ping_pong_index(k, len(cache))]
                     writer.write(frame)
                     if points is not None:
                         landmarks[k] = points

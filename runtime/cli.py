@@ -355,14 +355,16 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="New folder for the avatar bundle.")
 @click.option("--loop-seconds", type=click.FloatRange(0.1, 600.0), default=10.0, show_default=True,
-              help="Use at most this much of the video as the idle loop (it plays forward, then backward).")
+              help="Use at most this much of the video as the idle loop (it plays forward, then backward); "
+                   "for a photo, the length of its idle loop.")
+@click.option("--still", is_flag=True, help="A photo stays still: no blinks or head motion in its idle loop.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def prepare(face: Path, output: Path, loop_seconds: float, threads: int, quiet: bool) -> None:
+def prepare(face: Path, output: Path, loop_seconds: float, still: bool, threads: int, quiet: bool) -> None:
     """Precompute everything about FACE that does not depend on speech, for `live`."""
     progress = ProgressBar(not quiet)
     try:
-        info = prepare_avatar(face, output, loop_seconds, threads, progress)
+        info = prepare_avatar(face, output, loop_seconds, threads, progress, still)
     finally:
         progress.close()
     if not quiet:

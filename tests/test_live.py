@@ -493,6 +493,51 @@ def test_speech_api_plays_utterances_in_order_and_stop_interrupts(avatar, data, 
     assert abs(scores["offset"]) <= 1 and scores["av_peak"] > 0.3, scores
 
 
+def eye_likeness(video: Path) -> np.ndarray:
+    """Per frame, how much both eyes look like they do in most frames (normalised correlation of
+    the eye regions, located by the face mesh, with their median): it dips when the lids close.
+    (The 468-point mesh itself barely moves its lids for a shut eye: 0.30 to 0.29 of eye width.)"""
+    from edge_retalk.idle_motion import LEFT_EYE, RIGHT_EYE
+    tracker, patches = FaceTracker(FPS, smooth=False), []
+    for frame in iter_video_frames(video):
+        points, gray, pair = tracker(frame), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32), []
+        for outer, _, _, inner in (RIGHT_EYE, LEFT_EYE):
+            a, b = points[outer, :2], points[inner, :2]
+            centre, width = (a + b) / 2, np.linalg.norm(a - b)
+            corners = np.float32([centre + [-0.6 * width, -0.3 * width], centre + [0.6 * width, -0.3 * width],
+                                  centre + [-0.6 * width, 0.3 * width]])
+            pair.append(cv2.warpAffine(gray, cv2.getAffineTransform(corners, np.float32([[0, 0], [48, 0], [0, 24]])),
+                                       (48, 24)))
+        patch = np.concatenate(pair, axis=1)
+        patches.append((patch - patch.mean()) / (patch.std() + 1e-6))
+    typical = np.median(patches, axis=0)
+    typical = (typical - typical.mean()) / (typical.std() + 1e-6)
+    return np.array([float((patch * typical).mean()) for patch in patches])
+
+
+def test_photo_avatar_blinks_and_moves_slightly_when_idle_and_still_stays_still(data, tmp_path):
+    photo = data / "portraits" / "photo_einstein.png"
+    recordings = {}
+    for name, extra in (("alive", ()), ("still", ("--still",))):
+        bundle = tmp_path / name
+        assert run_cli("prepare", "--face", photo, "-o", bundle, "--loop-seconds", 6, *extra).returncode == 0
+        recordings[name] = tmp_path / f"{name}.mp4"
+        result = run_cli("live", "--avatar", bundle, "--audio-source", "api", "--serve", f"127.0.0.1:{free_port()}",
+                         "--duration", 8, "--record", recordings[name], "--no-window")
+        assert result.returncode == 0, result.stderr
+    alive = list(iter_video_frames(recordings["alive"]))
+    steps = [np.abs(b.astype(int) - a.astype(int)).mean() for a, b in zip(alive, alive[1:])]
+    assert max(steps) < 1.0, "no jumps, also where the loop wraps (after 6 s)"
+    assert np.abs(alive[0].astype(int) - alive[75].astype(int)).mean() > 0.2, "the head moves"
+    likeness = eye_likeness(recordings["alive"])
+    closed = likeness < 0.8
+    blinks = np.count_nonzero(closed[1:] & ~closed[:-1]) + closed[0]
+    assert 2 <= blinks <= 5 and closed.sum() <= 5 * blinks, ("a short blink every few seconds", np.round(likeness, 2))
+    assert eye_likeness(recordings["still"]).min() > 0.9, "--still never blinks"
+    still = list(iter_video_frames(recordings["still"]))
+    assert max(np.abs(b.astype(int) - a.astype(int)).mean() for a, b in zip(still, still[1:])) < 0.1, "--still"
+
+
 def test_microphone_path_through_a_real_alsa_capture_device(avatar, data, tmp_path):
     if importlib.util.find_spec("sounddevice") is None:
         message = "sounddevice not installed (pip install 'edge-retalk[live]', with libportaudio2)"
