@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from . import __version__
+from . import __version__, autotune
 from .errors import EdgeRetalkError
 from .eval_report import summary_table, write_report
 from .labels import inspect_file
@@ -280,6 +280,11 @@ def devices() -> None:
                       f"{profile.target_fps:g} fps, {profile.target_latency_ms:g} ms")
     Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(table)
     click.echo(f"auto picks: {picked.name if picked else 'none'} ({reason})")
+    measured = autotune.choices()
+    click.echo(f"measured on this machine ({autotune.machine_key()}; cache {autotune.cache_file()}):"
+               if measured else "nothing measured on this machine yet (the built-in renderer measures its forms on first use)")
+    for choice in measured:
+        click.echo(f"  {choice.line}")
 
 
 @cli.command()

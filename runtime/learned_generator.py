@@ -6,7 +6,8 @@ shape), smoothed over time, with silence closing the mouth. Per frame, the perso
 renderer paints into the face's lower-face crop, with the reference crop showing it what this
 person's lips and teeth look like. The crop goes back through the feathered lip-region mask, so
 nothing outside it changes. Both networks are exported files with manifests (shipped in
-`models/` as TFLite, which the base install runs); any engine runs them.
+`models/` as TFLite, which the base install runs, and the renderer also as INT8 for OpenVINO and
+LiteRT: `autotune` picks the fastest form here); any engine runs them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from .audio import log_mel
+from .autotune import fastest
 from .compositor import Region, mouth_region, paste
 from .engines import open_model
 from .errors import EdgeRetalkError
@@ -29,6 +31,8 @@ from .mouth_render_inputs import ROWS, blend_output, crop_of, network_input, rep
 
 SHAPE_MODEL = "lip_shape.fp32.tflite"
 RENDERER_MODEL = "mouth_renderer.fp32.tflite"
+RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", RENDERER_MODEL)
+"""The shipped renderer's exported forms; the fastest that runs here is measured on first use."""
 SILENCE_RAMP_FRAMES = 2.0
 
 
@@ -118,7 +122,8 @@ class LearnedRenderer:
 
     def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
                  options: dict | None = None):
-        self.network = _Network(model or model_path(RENDERER_MODEL), "mouth_renderer", threads, provider, options)
+        model = model or fastest("mouth_renderer", [model_path(name) for name in RENDERER_FORMS], threads)
+        self.network = _Network(model, "mouth_renderer", threads, provider, options)
         meta = self.network.manifest.metadata
         self.template = np.asarray(meta["template"])
         centre_x, centre_y, side, size = meta["crop"]

@@ -113,3 +113,54 @@ def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(tmp_path
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_the_fastest_renderer_form_is_measured_once_per_machine_and_shown(tmp_path, monkeypatch):
+    from edge_retalk import autotune
+    from edge_retalk.learned_generator import RENDERER_FORMS
+
+    monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path))
+    forms = [model_path(name) for name in RENDERER_FORMS]
+    chosen = autotune.fastest("mouth_renderer", forms, 1)
+    [cached] = autotune.choices()
+    runnable = {m.file: m.ms for m in cached.measured if m.ms is not None}
+    assert cached.chosen == chosen.name and runnable[chosen.name] == min(runnable.values())
+    assert "mouth_renderer.fp32.tflite" in runnable, "the base install's form always runs"
+    monkeypatch.setattr(autotune, "measure", lambda *args: pytest.fail("measured again"))
+    assert autotune.fastest("mouth_renderer", forms, 1) == chosen, "the second use reads the cache"
+    shown = run_cli("devices")
+    assert shown.returncode == 0 and f"mouth_renderer, 1 thread(s): {chosen.name}" in shown.stdout
+    assert autotune.machine()["cpu"] in shown.stdout
+
+
+def test_without_openvino_its_renderer_form_is_skipped_and_runs_still_work(tmp_path, monkeypatch, face, speech):
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "openvino.py").write_text("raise ImportError('blocked for the test')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{blocker}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path / "cache"))
+    result = run_cli("run", "--face", face, "--audio", speech, "-o", tmp_path / "out.mp4", "-q")
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("devices").stdout
+    assert "mouth_renderer.int8.xml (cannot run" in shown and "mouth_renderer.fp32.tflite" in shown
+
+
+@pytest.mark.parametrize("form", ["mouth_renderer.int8.xml", "mouth_renderer.int8.tflite"])
+def test_shipped_int8_renderers_paint_what_the_float_one_paints(data, form):
+    """On real frames of a speaker the renderer never trained on, the INT8 forms' mouths stay
+    within 30 dB of the FP32 renderer's (what the export report measured on crops)."""
+    from edge_retalk.learned_generator import LearnedOptions
+
+    frames = list(iter_video_frames(data / "clips" / "geneface_may_5s.mp4"))[:40:8]
+    tracker = FaceTracker(25.0, smooth=False)
+    points = [tracker(frame) for frame in frames]
+    motion = np.linspace(-1, 1, len(frames))[:, None] * np.ones((1, 8), np.float32)
+    rendered = {}
+    for name in ("mouth_renderer.fp32.tflite", form):
+        generator = LearnedGenerator(LearnedOptions(renderer_model=model_path(name)))
+        rendered[name] = generator.render_batch(list(zip(frames, points, motion)))
+    for original, ours, theirs in zip(frames, rendered["mouth_renderer.fp32.tflite"], rendered[form]):
+        changed = np.abs(ours.astype(int) - original.astype(int)).max(axis=2) > 2
+        assert changed.sum() > 500, "the float renderer repainted the mouth"
+        error = ((ours[changed].astype(float) - theirs[changed]) ** 2).mean()
+        assert 10 * np.log10(255 ** 2 / error) >= 30.0
