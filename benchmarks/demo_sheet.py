@@ -1,5 +1,5 @@
-"""Contact sheet of the demo's mouth: the bundled photo, then the same frames with the painted and
-the learned renderer, written to docs/demo_mouths.png (the portrait is public domain)."""
+"""Contact sheet of the demo's mouth: the bundled photo, then the same frames with each built-in
+renderer (painted, network, learned), written to docs/demo_mouths.png (the portrait is public domain)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def main() -> None:
     crop = lambda image: cv2.resize(image[y0:y1, x0:x1], (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)  # noqa: E731
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for renderer in ("painted", "learned"):
+        for renderer in ("painted", "network", "learned"):
             out = Path(folder) / f"{renderer}.mp4"
             lipsync(model_path("demo_portrait.png"), model_path("demo_speech.wav"), out,
                     RunOptions(render=RenderOptions(renderer=renderer), label=False))
@@ -42,7 +42,7 @@ def main() -> None:
     target = Path(__file__).resolve().parents[1] / "docs" / "demo_mouths.png"
     target.parent.mkdir(exist_ok=True)
     cv2.imwrite(str(target), np.concatenate(rows, axis=0))
-    print(f"wrote {target} (rows: painted, learned; first column: the photo)")
+    print(f"wrote {target} (rows: painted, network, learned; first column: the photo)")
 
 
 if __name__ == "__main__":

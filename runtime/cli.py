@@ -144,8 +144,9 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the mouth opens, relative to a typical speaker.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
-              help="Built-in mouth renderer: the learned networks, or the painted one (no network, for the "
-                   "smallest boards).")
+              help="Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the "
+                   "network painting the open mouth), network (the network painting the whole lip area; softer), "
+                   "or painted (no network, for the smallest boards).")
 @click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
               help="Frame rate of the output when the face is a photo.")
 @click.option("--generator", type=GeneratorPath, help="An exported generator (.onnx, .xml or .tflite, with its "
@@ -442,8 +443,9 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the built-in generator opens the mouth.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
-              help="Built-in mouth renderer: the learned networks, or the painted one (no network, for the "
-                   "smallest boards).")
+              help="Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the "
+                   "network painting the open mouth), network (the network painting the whole lip area; softer), "
+                   "or painted (no network, for the smallest boards).")
 @click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the recording as synthetic.")
 @click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
 @click.pass_context

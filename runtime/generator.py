@@ -29,7 +29,9 @@ TEETH_FROM = 0.012
 GRID_CELLS = 24
 
 
-RENDERERS = ("learned", "painted")
+RENDERERS = ("learned", "network", "painted")
+"""learned: the face's own lips moved to the learned lip shape, the network painting the open
+mouth; network: the network painting the whole lip area (softer); painted: no network at all."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,73 @@ def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> n
     return cv2.GaussianBlur(out, (0, 0), blur) if blur > 0.3 else out
 
 
+def warp_lips(frame: np.ndarray, points: np.ndarray, region: Region, moved: dict[int, np.ndarray],
+              upper_ids: list[int], lower_ids: list[int]) -> np.ndarray:
+    """The lip region of `frame` (a `region.box`-sized patch) with the face's own lips moved so
+    that each landmark in `moved` lands at its given position: one smooth warp for the upper lip
+    (`upper_ids`), one for the lower lip and jaw (`lower_ids`), none at the region's edge."""
+    map_x, map_y = lip_warp_maps(points, region, moved, upper_ids, lower_ids)
+    return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def lip_warp_maps(points: np.ndarray, region: Region, moved: dict[int, np.ndarray], upper_ids: list[int],
+                  lower_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """`warp_lips`' backward maps: for each pixel of the region, where in the frame it comes from."""
+    xy = points[:, :2].astype(np.float64)
+    across, down = face_axes(points)
+    unit = float(face_height(points))
+    x0, y0 = region.box[:2]
+    outline = mouth_region_outline(points).astype(np.float64)
+    centre = np.mean([moved[i] for i in MOUTH_CORNERS], axis=0)
+    half_width = max(np.linalg.norm(moved[MOUTH_CORNERS[0]] - moved[MOUTH_CORNERS[1]]) / 2, 1.0)
+
+    def field(ids) -> tuple[np.ndarray, np.ndarray]:
+        ids = list(dict.fromkeys(ids))
+        targets = np.array([moved[i] for i in ids])
+        ctrl = np.concatenate([targets, outline]) - [x0, y0]
+        values = np.concatenate([xy[ids] - targets, np.zeros_like(outline)]) / unit
+        return ctrl, values
+
+    seam = np.array([(moved[a] + moved[b]) / 2 for a, b in zip(UPPER_INNER_LIP, LOWER_INNER_LIP)]) - [x0, y0]
+    return _warp_maps(region, field(upper_ids), field(lower_ids), seam, centre - [x0, y0], across, down,
+                      half_width, unit)
+
+
+def _warp_maps(region: Region, upper: tuple[np.ndarray, np.ndarray], lower: tuple[np.ndarray, np.ndarray],
+               seam: np.ndarray, centre: np.ndarray, across: np.ndarray, down: np.ndarray, half_width: float,
+               unit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps with one smooth field above the mouth line and one below it.
+
+    The lips may part or meet, which one smooth field cannot do: it would smear the
+    mouth's old inside across the new lips. The two fields meet sharply between the mouth
+    corners and blend softly beyond them, where both fade to zero."""
+    x0, y0, x1, y1 = region.box
+    width, height = x1 - x0, y1 - y0
+    step = max(2.0, max(width, height) / GRID_CELLS)
+    gx = np.linspace(0, width - 1, int(np.ceil(width / step)) + 1)
+    gy = np.linspace(0, height - 1, int(np.ceil(height / step)) + 1)
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+
+    def dense(ctrl_values: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        offset = _tps_backward_map(*ctrl_values, grid, unit) * unit
+        return cv2.resize(offset.reshape(len(gy), len(gx), 2).astype(np.float32), (width, height),
+                          interpolation=cv2.INTER_LINEAR)
+
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    u = (xs - centre[0]) * across[0] + (ys - centre[1]) * across[1]
+    v = (xs - centre[0]) * down[0] + (ys - centre[1]) * down[1]
+    seam_u, seam_v = (seam - centre) @ across, (seam - centre) @ down
+    order = np.argsort(seam_u)
+    line = np.interp(u, seam_u[order], seam_v[order])
+    softness = 0.5 + np.maximum(np.abs(u) - half_width, 0.0)
+    below = np.clip(0.5 + (v - line) / (2 * softness), 0.0, 1.0)[..., None]
+    offset = dense(upper) * (1 - below) + dense(lower) * below
+    offset *= (region.alpha > 0)[..., None]
+    map_x = (xs + x0 + offset[..., 0]).astype(np.float32)
+    map_y = (ys + y0 + offset[..., 1]).astype(np.float32)
+    return map_x, map_y
+
+
 class MouthRenderer:
     """Moves one face's lips to a target opening and paints the mouth interior."""
 
@@ -106,59 +175,12 @@ class MouthRenderer:
             moved[i] = xy[i] + share * change * weight([i])[0] * down
 
         x0, y0 = region.box[:2]
-        outline = mouth_region_outline(points).astype(np.float64)
-
-        def field(ids) -> tuple[np.ndarray, np.ndarray]:
-            ids = list(ids) + list(fixed)
-            targets = np.array([moved[i] for i in ids])
-            ctrl = np.concatenate([targets, outline]) - [x0, y0]
-            values = np.concatenate([xy[ids] - targets, np.zeros_like(outline)]) / unit
-            return ctrl, values
-
-        seam = np.array([(moved[a] + moved[b]) / 2 for a, b in zip(UPPER_INNER_LIP, LOWER_INNER_LIP)]) - [x0, y0]
-        patch = self._warp(frame, region, field(upper_ids), field(lower_ids + list(CHIN_POINTS)), seam,
-                           centre - [x0, y0], across, down, half_width, unit)
-
+        patch = warp_lips(frame, points, region, moved, upper_ids + list(fixed), lower_ids + list(CHIN_POINTS) + list(fixed))
         target_gap = opening * unit
         if target_gap > 0.004 * unit:
             inner = np.array([moved[i] for i in UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]]) - [x0, y0]
             patch = self._paint_interior(frame, points, patch, inner, across, down, target_gap, unit)
         return paste(frame, patch, region)
-
-    @staticmethod
-    def _warp(frame: np.ndarray, region: Region, upper: tuple[np.ndarray, np.ndarray],
-              lower: tuple[np.ndarray, np.ndarray], seam: np.ndarray, centre: np.ndarray, across: np.ndarray,
-              down: np.ndarray, half_width: float, unit: float) -> np.ndarray:
-        """Backward warp with one smooth field above the mouth line and one below it.
-
-        The lips may part or meet, which one smooth field cannot do: it would smear the
-        mouth's old inside across the new lips. The two fields meet sharply between the mouth
-        corners and blend softly beyond them, where both fade to zero."""
-        x0, y0, x1, y1 = region.box
-        width, height = x1 - x0, y1 - y0
-        step = max(2.0, max(width, height) / GRID_CELLS)
-        gx = np.linspace(0, width - 1, int(np.ceil(width / step)) + 1)
-        gy = np.linspace(0, height - 1, int(np.ceil(height / step)) + 1)
-        grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
-
-        def dense(ctrl_values: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-            offset = _tps_backward_map(*ctrl_values, grid, unit) * unit
-            return cv2.resize(offset.reshape(len(gy), len(gx), 2).astype(np.float32), (width, height),
-                              interpolation=cv2.INTER_LINEAR)
-
-        xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        u = (xs - centre[0]) * across[0] + (ys - centre[1]) * across[1]
-        v = (xs - centre[0]) * down[0] + (ys - centre[1]) * down[1]
-        seam_u, seam_v = (seam - centre) @ across, (seam - centre) @ down
-        order = np.argsort(seam_u)
-        line = np.interp(u, seam_u[order], seam_v[order])
-        softness = 0.5 + np.maximum(np.abs(u) - half_width, 0.0)
-        below = np.clip(0.5 + (v - line) / (2 * softness), 0.0, 1.0)[..., None]
-        offset = dense(upper) * (1 - below) + dense(lower) * below
-        offset *= (region.alpha > 0)[..., None]
-        map_x = (xs + x0 + offset[..., 0]).astype(np.float32)
-        map_y = (ys + y0 + offset[..., 1]).astype(np.float32)
-        return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _paint_interior(self, frame, points, patch, inner, across, down, gap, unit) -> np.ndarray:
         """Dark cavity inside the target inner-lip outline, upper teeth along the upper lip."""

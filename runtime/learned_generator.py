@@ -24,6 +24,10 @@ from .compositor import Region, mouth_region, paste
 from .engines import open_model
 from .errors import EdgeRetalkError
 from .face_frame import CropBox, invert
+from .generator import _polygon_mask, lip_warp_maps
+from .landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
+                        face_height)
+from .metrics import apply
 from .lip_shape import ShapeSpace, canonical_shape, mel_windows
 from .models import model_path
 from .mouth_model import silence_mask, smooth_track
@@ -34,6 +38,12 @@ RENDERER_MODEL = "mouth_renderer.fp32.tflite"
 RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", RENDERER_MODEL)
 """The shipped renderer's exported forms; the fastest that runs here is measured on first use."""
 SILENCE_RAMP_FRAMES = 2.0
+SHIPPED_MOTION_SCALE = 2.0
+"""The shipped shape network's motion, even after its gain, is about half of real speakers' (the
+face mesh's opening varies 2 to 3 times more in the real clips than in `eval`'s photo-protocol
+outputs): doubled, lips move like a speaker's at no cost in lip-landmark distance (0.0364 against
+0.0361 on every 4th clip). Personal (enrolled) networks are fitted to their person and keep 1."""
+INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
 
 
 class _Network:
@@ -61,21 +71,24 @@ PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
 @dataclass(frozen=True)
 class LearnedOptions:
     """Which exported networks to use (the shipped ones by default), an optional reference crop of
-    the person (an enrolled bundle's), and how far the mouth moves."""
+    the person (an enrolled bundle's), how far the mouth moves, and what the renderer paints."""
 
     shape_model: Path | None = None
     renderer_model: Path | None = None
     reference: Path | None = None
     amplitude: float = 1.0
+    own_lips: bool = True
+    """Keep the face's own lips, warped to the target shape, and use the renderer's painting only
+    inside the open mouth (sharp); False: the renderer's painting of the whole lip area (soft)."""
 
     @classmethod
-    def enrolled(cls, bundle: Path, amplitude: float = 1.0) -> LearnedOptions:
+    def enrolled(cls, bundle: Path, amplitude: float = 1.0, own_lips: bool = True) -> LearnedOptions:
         """The personal networks and reference crop of an `edge-retalk enroll` bundle."""
         missing = [name for name in PERSONAL_FILES if not (bundle / name).is_file()]
         if missing:
             raise EdgeRetalkError(f"{bundle}: not an enrolled avatar (missing {', '.join(missing)}; "
                                   "make one with `edge-retalk enroll`)")
-        return cls(bundle / SHAPE_MODEL, bundle / RENDERER_MODEL, bundle / "reference.png", amplitude)
+        return cls(bundle / SHAPE_MODEL, bundle / RENDERER_MODEL, bundle / "reference.png", amplitude, own_lips)
 
 
 def is_enrolled(bundle: Path) -> bool:
@@ -89,6 +102,7 @@ class ShapeTrack:
     def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
                  options: dict | None = None):
         self.network = _Network(model or model_path(SHAPE_MODEL), "lip_shape", threads, provider, options)
+        self.scale = SHIPPED_MOTION_SCALE if model is None else 1.0
         meta = self.network.manifest.metadata
         self.space = ShapeSpace(np.asarray(meta["template"]), np.asarray(meta["basis"]),
                                 np.asarray(meta["rest_weights"]))
@@ -113,15 +127,17 @@ class ShapeTrack:
     def motion(self, coefficients: np.ndarray, quiet: np.ndarray, amplitude: float = 1.0) -> np.ndarray:
         """Motion away from the closed mouth (n, K) for the network's coefficients (n, K): their
         distance from the closed mouth's coefficients (`silent`), the fluctuation scaled by the
-        gain that undoes the regression's shrinkage, all by `amplitude`; none where `quiet`."""
-        return (1 - quiet)[:, None] * amplitude * (self.gain * coefficients - self.silent)
+        gain that undoes the regression's shrinkage, all by `amplitude` (and `scale`); none where
+        `quiet`."""
+        return (1 - quiet)[:, None] * amplitude * self.scale * (self.gain * coefficients - self.silent)
 
 
 class LearnedRenderer:
     """Paints a target lip shape into a face with the learned mouth renderer."""
 
     def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
-                 options: dict | None = None):
+                 options: dict | None = None, own_lips: bool = True):
+        self.own_lips = own_lips
         model = model or fastest("mouth_renderer", [model_path(name) for name in RENDERER_FORMS], threads)
         self.network = _Network(model, "mouth_renderer", threads, provider, options)
         meta = self.network.manifest.metadata
@@ -148,8 +164,39 @@ class LearnedRenderer:
             return results
         outputs = self.network(np.stack([x for *_, x in prepared]))
         for (position, region, to_crop, image, x), output in zip(prepared, outputs):
-            results[position] = self._paste(items[position][0], image, x, output, to_crop, region)
+            frame, points, shape = items[position]
+            if self.own_lips:
+                results[position] = self._paste_own_lips(frame, points, shape, image, x, output, to_crop, region)
+            else:
+                results[position] = self._paste(frame, image, x, output, to_crop, region)
         return results
+
+    def _paste_own_lips(self, frame: np.ndarray, points: np.ndarray, shape: np.ndarray, image: np.ndarray,
+                     x: np.ndarray, output: np.ndarray, to_crop: np.ndarray, region: Region) -> np.ndarray:
+        """The face's own lips warped to the target shape (sharp, its real texture) with the
+        network's painting inside the target's open mouth (teeth and cavity, which the face's own
+        pixels do not have) and wherever the face's own open mouth lands after the warp (a
+        mouth closing over it would otherwise keep a dark gap)."""
+        x0, y0, x1, y1 = region.box
+        target = apply(invert(to_crop) @ np.vstack([self.crop.from_canonical(), [0, 0, 1]]), shape.astype(np.float64))
+        moved = {index: target[k] for k, index in enumerate(SHAPE_POINTS)}
+        map_x, map_y = lip_warp_maps(points, region, moved, list(UPPER_OUTER_LIP + UPPER_INNER_LIP),
+                                     list(LOWER_OUTER_LIP + LOWER_INNER_LIP + LOWER_FACE))
+        warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        unit = float(face_height(points))
+        blur = max(0.5, unit / 300)
+        own_inner = _polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
+        own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        canvas = image.copy()
+        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+        back = invert(to_crop)
+        back[:, 2] -= (x0, y0)
+        painted = cv2.warpAffine(canvas, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
+        mouth = np.maximum(_polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
+        patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
+        return paste(frame, patch, region)
 
     def _paste(self, frame: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
                region: Region) -> np.ndarray:
@@ -177,7 +224,8 @@ class LearnedGenerator:
                  provider_options: dict | None = None):
         self.options = options or LearnedOptions()
         self.shapes = ShapeTrack(self.options.shape_model, threads, provider, provider_options)
-        self.renderer = LearnedRenderer(self.options.renderer_model, threads, provider, provider_options)
+        self.renderer = LearnedRenderer(self.options.renderer_model, threads, provider, provider_options,
+                                        self.options.own_lips)
         self._motion = np.zeros((1, self.shapes.space.components), np.float32)
         self._reference_crop: np.ndarray | None = None
         self._rest: np.ndarray | None = self.shapes.rest

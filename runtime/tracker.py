@@ -16,7 +16,7 @@ import numpy as np
 
 from .models import model_path
 from .engines.litert import LiteRTEngine
-from .landmarks import EYE_OUTER_CORNERS, face_height
+from .landmarks import EYE_OUTER_CORNERS, SHAPE_POINTS, face_height
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,12 @@ class OneEuroFilter:
         return self._value
 
 
+MOUTH_POINTS = list(SHAPE_POINTS)
+MOUTH_FILTER = (8.0, 40.0)
+"""The lips and jaw move fast in speech: the face's filter would leave them up to 10 px behind an
+opening mouth (and the warp that moves them would then leave a gap), so they get a lighter one."""
+
+
 class FaceTracker:
     """Landmarks of the largest face, frame after frame; None for frames without a face."""
 
@@ -206,6 +212,7 @@ class FaceTracker:
         self._detector = FaceDetector(threads)
         self._mesh = FaceMesh(threads)
         self._filter = OneEuroFilter(fps) if smooth else None
+        self._mouth_filter = OneEuroFilter(fps, *MOUTH_FILTER) if smooth else None
         self._previous: np.ndarray | None = None
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray | None:
@@ -221,11 +228,15 @@ class FaceTracker:
             self._previous = None
             if self._filter is not None:
                 self._filter.reset()
+                self._mouth_filter.reset()
             return None
         self._previous = points
         if self._filter is None:
             return points
-        return self._filter(points, float(face_height(points)))
+        unit = float(face_height(points))
+        smoothed = self._filter(points, unit).copy()
+        smoothed[MOUTH_POINTS] = self._mouth_filter(points[MOUTH_POINTS], unit)
+        return smoothed
 
     def _detect(self, frame_bgr: np.ndarray) -> np.ndarray | None:
         faces = self._detector.detect(frame_bgr)

@@ -214,12 +214,7 @@ def test_stdin_burst_is_played_at_real_time_and_resampled(avatar, data, tmp_path
     assert frames * SAMPLE_RATE / FPS <= start + speech.size + 1.5 * SAMPLE_RATE
 
 
-@pytest.mark.parametrize("renderer", [
-    "painted",
-    pytest.param("learned", marks=pytest.mark.xfail(strict=True, reason=(
-        "the learned mouth is soft: the face mesh sees it move with speech only about 1.7x as much as "
-        "in idle, not 2x (issue 13)"))),
-])
+@pytest.mark.parametrize("renderer", ["painted", "learned"])
 def test_idle_keeps_the_loop_moving_with_the_mouth_closed_then_speech_blends_in(avatar, data, tmp_path, renderer):
     speech = load_audio(data / "speech" / SHORT_SPEECH)[: 3 * SAMPLE_RATE]
     port, record = free_port(), tmp_path / "idle.mp4"
