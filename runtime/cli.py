@@ -314,13 +314,15 @@ def inspect(file: Path, as_json: bool) -> None:
               help="photo: the clip's first frame as the face; dub: the clip played backwards.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
               help="The built-in renderer to measure.")
+@click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
+              help="How wide the mouth opens, as for `run`.")
 @click.option("--generated", type=InputFile, help="Score this video alone (no reference clip).")
 @click.option("--audio", type=InputFile, help="Speech for --generated (default: its own sound track).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-report"),
               show_default=True, help="Where report.json, plots and contact sheets go.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
-def evaluate(clips: tuple[Path, ...], protocol: str, renderer: str, generated: Path | None, audio: Path | None,
-             output_dir: Path, threads: int) -> None:
+def evaluate(clips: tuple[Path, ...], protocol: str, renderer: str, amplitude: float, generated: Path | None,
+             audio: Path | None, output_dir: Path, threads: int) -> None:
     """Measure lip-sync quality of the generator on real CLIPS (their own speech), or of one --generated video."""
     if bool(clips) == bool(generated):
         raise EdgeRetalkError("give either CLIP files or --generated VIDEO")
@@ -341,7 +343,7 @@ def evaluate(clips: tuple[Path, ...], protocol: str, renderer: str, generated: P
         for clip in clips:
             progress.update(task, clip=clip.name)
             reports.append(evaluate_clip(clip, protocol, output_dir,
-                                         RunOptions(threads=threads, render=RenderOptions(renderer=renderer))))
+                                         RunOptions(threads=threads, render=RenderOptions(amplitude, renderer))))
             progress.advance(task)
     Console(width=None if sys.stdout.isatty() else TABLE_WIDTH).print(summary_table(reports, protocol))
     path = write_report(reports, protocol, output_dir, renderer)

@@ -505,6 +505,7 @@ def eye_likeness(video: Path) -> np.ndarray:
                                        (48, 24)))
         patch = np.concatenate(pair, axis=1)
         patches.append((patch - patch.mean()) / (patch.std() + 1e-6))
+    patches = patches[1:]  # the first frame's mesh comes from the detector, later ones from tracking
     typical = np.median(patches, axis=0)
     typical = (typical - typical.mean()) / (typical.std() + 1e-6)
     return np.array([float((patch * typical).mean()) for patch in patches])
@@ -520,9 +521,12 @@ def test_photo_avatar_blinks_and_moves_slightly_when_idle_and_still_stays_still(
         result = run_cli("live", "--avatar", bundle, "--audio-source", "api", "--serve", f"127.0.0.1:{free_port()}",
                          "--duration", 8, "--record", recordings[name], "--no-window")
         assert result.returncode == 0, result.stderr
+    loop = list(iter_video_frames(tmp_path / "alive" / "loop.mp4"))
+    assert max(np.abs(b.astype(int) - a.astype(int)).mean() for a, b in zip(loop, loop[1:])) < 0.6, "no jumps"
+    points = np.load(tmp_path / "alive" / "landmarks.npy")[..., :2]
+    moves = np.abs(np.diff(np.concatenate([points, points[:1]]), axis=0)).max(axis=(1, 2))
+    assert moves[-1] <= 1.5 * moves[:-1].max(), "where the loop wraps, the face moves as between any two frames"
     alive = list(iter_video_frames(recordings["alive"]))
-    steps = [np.abs(b.astype(int) - a.astype(int)).mean() for a, b in zip(alive, alive[1:])]
-    assert max(steps) < 1.0, "no jumps, also where the loop wraps (after 6 s)"
     assert np.abs(alive[0].astype(int) - alive[75].astype(int)).mean() > 0.2, "the head moves"
     likeness = eye_likeness(recordings["alive"])
     closed = likeness < 0.8
