@@ -64,7 +64,8 @@ def _tps_backward_map(targets: np.ndarray, offsets: np.ndarray, query: np.ndarra
     return kernel(pts, ctrl) @ coef[:n] + coef[n] + pts @ coef[n + 1:]
 
 
-def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
+def polygon_mask(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
+    """A (soft-edged) filled polygon, (rows, columns) float32 in [0, 1]."""
     mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     out = mask.astype(np.float32) / 255.0
@@ -186,7 +187,7 @@ class MouthRenderer:
         """Dark cavity inside the target inner-lip outline, upper teeth along the upper lip."""
         shape = patch.shape[:2]
         blur = max(0.5, unit / 400)
-        cavity = _polygon_mask(shape, inner, blur)
+        cavity = polygon_mask(shape, inner, blur)
         lip_pixels = [frame[int(y), int(x)] for x, y in points[list(UPPER_OUTER_LIP + LOWER_OUTER_LIP), :2]
                       if 0 <= int(y) < frame.shape[0] and 0 <= int(x) < frame.shape[1]]
         lip_colour = np.median(np.asarray(lip_pixels, np.float32), axis=0) if lip_pixels else np.float32([60, 60, 120])
@@ -201,7 +202,7 @@ class MouthRenderer:
             teeth_height = min(0.42 * gap, 0.035 * unit)
             band = np.concatenate([central - 0.2 * teeth_height * down,
                                    (central + teeth_height * (1.0 - 0.55 * u * u) * down)[::-1]])
-            teeth = _polygon_mask(shape, band, blur) * cavity
+            teeth = polygon_mask(shape, band, blur) * cavity
             ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
             mid = central.mean(axis=0)
             span = max(np.linalg.norm(central[-1] - central[0]) / 2, 1.0)

@@ -2,10 +2,11 @@
 
 Per recording the shape network turns speech into the mouth's motion (coefficients of the lip
 shape), smoothed over time, with silence closing the mouth. Per frame, the person's rest shape
-(estimated once, from the reference face) plus that motion gives the target lip shape, which the
-renderer paints into the face's lower-face crop, with the reference crop showing it what this
-person's lips and teeth look like. The crop goes back through the feathered lip-region mask, so
-nothing outside it changes. Both networks are exported files with manifests (shipped in
+(estimated once, from the reference face) plus that motion gives the target lip shape. The face's
+own lips and jaw are warped to it (they keep their real texture), and the renderer, which paints
+the face's lower-face crop with the reference crop showing it what this person's mouth looks like,
+fills in the open mouth. The result goes back through the feathered lip-region mask, so nothing
+outside it changes. Both networks are exported files with manifests (shipped in
 `models/` as TFLite, which the base install runs, and the renderer also as INT8 for OpenVINO and
 LiteRT: `autotune` picks the fastest form here); any engine runs them.
 """
@@ -24,7 +25,7 @@ from .compositor import Region, mouth_region, paste
 from .engines import open_model
 from .errors import EdgeRetalkError
 from .face_frame import CropBox, invert
-from .generator import _polygon_mask, lip_warp_maps
+from .generator import lip_warp_maps, polygon_mask
 from .landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
                         face_height)
 from .metrics import apply
@@ -185,7 +186,7 @@ class LearnedRenderer:
         warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         unit = float(face_height(points))
         blur = max(0.5, unit / 300)
-        own_inner = _polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
+        own_inner = polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
         own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         canvas = image.copy()
@@ -194,7 +195,7 @@ class LearnedRenderer:
         back[:, 2] -= (x0, y0)
         painted = cv2.warpAffine(canvas, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
-        mouth = np.maximum(_polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
+        mouth = np.maximum(polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
         return paste(frame, patch, region)
 

@@ -125,7 +125,7 @@ class AvatarServer:
     def _publish(self, frame: np.ndarray, audio: np.ndarray, dropped: bool, delay: float | None) -> None:
         index, self._index = self._index, self._index + 1
         self._newest = (index, frame, None)
-        asyncio.ensure_future(self._announce(index), loop=self._loop)
+        asyncio.ensure_future(self._announce(), loop=self._loop)
         if self._av:
             repeat = dropped and index > 0
             future = None if repeat else self._loop.run_in_executor(self._encoder, _jpeg, frame)
@@ -136,7 +136,8 @@ class AvatarServer:
                 else:
                     queue.put_nowait((index, delay, time.monotonic(), audio, future))
 
-    async def _announce(self, index: int) -> None:
+    async def _announce(self) -> None:
+        """Wake the MJPEG clients waiting for a newer frame."""
         async with self._changed:
             self._changed.notify_all()
 
