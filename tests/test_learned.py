@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -76,8 +78,10 @@ def test_shipped_checkpoints_export_to_the_shipped_networks(data, tmp_path, arch
     """Our own checkpoints go through `edge-retalk export` like any other, and give the shipped files' numbers."""
     clip = data / "clips" / "geneface_may_5s.mp4"
     result = run_cli("export", "--arch", arch, "--checkpoint", model_path(checkpoint), "--to", "onnx:fp32",
-                     "--calib", clip, "-o", tmp_path, "--no-latency")
+                     "--calib", clip, "-o", tmp_path)
     assert result.returncode == 0, result.stderr
+    [row] = json.loads((tmp_path / "report.json").read_text())["artefacts"]
+    assert row["latency_ms_batch1"] > 0 and f"{row['latency_ms_batch1']:.1f}" in (tmp_path / "report.md").read_text()
     exported, exported_file = load_manifest(tmp_path / f"{arch}.fp32.onnx")
     shipped, shipped_file = load_manifest(model_path(network))
     assert exported.metadata == shipped.metadata
@@ -97,7 +101,6 @@ def test_shipped_checkpoints_export_to_the_shipped_networks(data, tmp_path, arch
 ])
 def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(tmp_path, face, speech, tamper, expected):
     """The shipped networks copied into an avatar folder, one manifest edited: one line at load."""
-    import json
     import shutil
 
     folder = tmp_path / "person"
