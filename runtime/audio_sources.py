@@ -99,20 +99,26 @@ class Utterance:
     """Speech queued through the API: a whole file, or a stream that grows until it is closed."""
 
     id: int
-    samples: list[np.ndarray] = field(default_factory=list)
+    unplayed: deque[np.ndarray] = field(default_factory=deque)
     size: int = 0
     closed: bool = False
     played: int = 0
 
     def append(self, samples: np.ndarray) -> None:
-        self.samples.append(samples)
+        self.unplayed.append(samples)
         self.size += samples.size
 
     def take(self, count: int) -> np.ndarray:
-        """The next `count` samples (fewer at the end) after those already played."""
-        joined = np.concatenate(self.samples) if len(self.samples) > 1 else self.samples[0]
-        self.samples = [joined]
-        chunk = joined[self.played:self.played + count]
+        """The next `count` samples (fewer at the end); only those are copied, so a long stream
+        costs no more per chunk than a short one."""
+        taken = []
+        while count and self.unplayed:
+            head = self.unplayed.popleft()
+            taken.append(head[:count])
+            if head.size > count:
+                self.unplayed.appendleft(head[count:])
+            count -= taken[-1].size
+        chunk = np.concatenate(taken) if taken else np.zeros(0, np.float32)
         self.played += chunk.size
         return chunk
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .engines import open_model
 from .errors import EdgeRetalkError
+from .profiles import read_system_file
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
 WARMUP_RUNS = 3
@@ -32,7 +33,7 @@ TIMED_RUNS = 15
 
 def machine() -> dict:
     """What decides which engine is fastest here."""
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = read_system_file("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                   if line.split(":")[0].strip() in ("model name", "Model")), platform.processor() or "unknown CPU")
     flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
@@ -77,13 +78,6 @@ class Choice:
         figures = ", ".join(f"{m.file} {m.ms:.1f} ms" if m.ms is not None else f"{m.file} (cannot run: {m.error})"
                             for m in self.measured)
         return f"{self.network}, {self.threads} thread(s): {self.chosen} ({figures}; measured {self.when})"
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def _load() -> dict:

@@ -11,11 +11,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .landmarks import FACE_OVAL, FOREHEAD, CHIN
+from .landmarks import CHIN, FACE_OVAL, FOREHEAD, face_height
 
 RIGHT_EYE = (33, (246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155), 133)
 LEFT_EYE = (263, (466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382), 362)
-BLINK_CLOSURE = (0.35, 0.8, 1.0, 0.9, 0.6, 0.3, 0.1)  # per frame at 25 fps: quick to close, slower to open
+BLINK_CLOSURE = (0.35, 0.8, 1.0, 1.0, 0.9, 0.6, 0.3, 0.1)  # per frame at 25 fps: quick to close, shut for
+# two frames (80 ms, so one frame dropped in live mode cannot hide a blink), slower to open
 BLINK_GAP_SECONDS = (2.5, 5.5)
 LID_MEETS_AT = 0.88  # the closed lids meet this far down the open eye
 SWAY_DEGREES = 0.8
@@ -85,7 +86,7 @@ def _face_mask(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     oval = points[list(FACE_OVAL), :2]
     centre = oval.mean(axis=0)
     cv2.fillConvexPoly(mask, np.round(centre + 1.25 * (oval - centre)).astype(np.int32), 1.0)
-    size = float(np.linalg.norm(points[FOREHEAD, :2] - points[CHIN, :2]))
+    size = float(face_height(points))
     return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.12 * size))[..., None]
 
 
@@ -99,7 +100,7 @@ def animate_photo(image: np.ndarray, points: np.ndarray, frames: int, fps: float
     rows, columns = np.nonzero(mask[..., 0] > 1e-3)
     top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
     weight = mask[top:bottom, left:right]
-    size = float(np.linalg.norm(points[FOREHEAD, :2] - points[CHIN, :2]))
+    size = float(face_height(points))
     pivot = points[CHIN, :2] + 0.2 * (points[CHIN, :2] - points[FOREHEAD, :2])  # about the neck
     for k in range(frames):
         t = 2 * np.pi * k / frames

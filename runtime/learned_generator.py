@@ -40,10 +40,10 @@ RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", RENDE
 """The shipped renderer's exported forms; the fastest that runs here is measured on first use."""
 SILENCE_RAMP_FRAMES = 2.0
 SHIPPED_MOTION_SCALE = 2.0
-"""The shipped shape network's motion, even after its gain, is about half of real speakers' (the
-face mesh's opening varies 2 to 3 times more in the real clips than in `eval`'s photo-protocol
-outputs): doubled, lips move like a speaker's at no cost in lip-landmark distance (0.0364 against
-0.0361 on every 4th clip). Personal (enrolled) networks are fitted to their person and keep 1."""
+"""The shipped shape network's motion, even after its gain, is a third to a half of real speakers'
+(the face mesh's opening varies 2 to 3 times more in the real clips than in `eval`'s photo-protocol
+outputs), so it is doubled (`eval --amplitude 0.5` gives the former scale). Personal (enrolled)
+networks are fitted to their person and keep 1."""
 INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
 
 
@@ -189,11 +189,7 @@ class LearnedRenderer:
         own_inner = polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
         own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        canvas = image.copy()
-        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
-        back = invert(to_crop)
-        back[:, 2] -= (x0, y0)
-        painted = cv2.warpAffine(canvas, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        painted, _ = self._painting(image, x, output, to_crop, region)
         inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
         mouth = np.maximum(polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
@@ -203,17 +199,24 @@ class LearnedRenderer:
                region: Region) -> np.ndarray:
         """The repainted area of the crop warped back into the frame and pasted through the repaint
         mask within the feathered lip region: every other pixel keeps its original value."""
-        canvas = image.copy()
-        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+        patch, back = self._painting(image, x, output, to_crop, region)
         mask = np.zeros(image.shape[:2], np.float32)
         mask[ROWS] = x[3]
+        alpha = cv2.warpAffine(mask, back, patch.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return paste(frame, patch, Region(region.box, region.alpha * alpha))
+
+    @staticmethod
+    def _painting(image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
+                  region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """The network's painting of the crop warped onto the lip region's box, and the matrix
+        from crop pixels to box pixels that did it."""
+        canvas = image.copy()
+        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
         x0, y0, x1, y1 = region.box
         back = invert(to_crop)
         back[:, 2] -= (x0, y0)
-        size = (x1 - x0, y1 - y0)
-        patch = cv2.warpAffine(canvas, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(mask, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        return paste(frame, patch, Region(region.box, region.alpha * alpha))
+        return cv2.warpAffine(canvas, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE), back
 
 
 class LearnedGenerator:

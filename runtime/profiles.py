@@ -84,7 +84,8 @@ def profiles() -> dict[str, BoardProfile]:
     return {p.name: p for p in (load_profile(f) for f in sorted(BOARDS_DIR.glob("*.toml")))}
 
 
-def _read(path: str) -> str:
+def read_system_file(path: str) -> str:
+    """A /proc or /sys file as text (empty where it does not exist)."""
     try:
         return Path(path).read_text(errors="replace").replace("\x00", "")
     except OSError:
@@ -93,8 +94,8 @@ def _read(path: str) -> str:
 
 def detect() -> tuple[BoardProfile, str]:
     """The profile for this machine and why: device tree, Jetson release file, CPU model, architecture."""
-    device_tree = _read("/proc/device-tree/model")
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+    device_tree = read_system_file("/proc/device-tree/model")
+    cpu = next((line.split(":", 1)[1].strip() for line in read_system_file("/proc/cpuinfo").splitlines()
                 if line.startswith("model name")), "")
     arch = platform.machine()
     for profile in profiles().values():
