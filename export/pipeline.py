@@ -24,6 +24,7 @@ from ..engines import open_engine
 from ..errors import EdgeRetalkError
 from ..manifest import Manifest, TensorSpec, sha256_of, write_manifest
 from ..quant.calibration import MEL_STEPS, real_inputs
+from ..stream import partial_output
 from .checkpoints import load_checkpoint
 from .formats import FORMATS, ExportFormat
 from .job import ExportJob
@@ -244,11 +245,12 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
     interruption leaves `out_dir` as it was."""
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
-        report = _export_staged(plan, spec, stage, source_sha, latency)
-        staged = sorted(stage.iterdir(), key=lambda f: f.name.endswith(".json"))
-        for file in staged:
-            os.replace(file, out_dir / file.name)
-        return report
+        with partial_output(stage):
+            report = _export_staged(plan, spec, stage, source_sha, latency)
+            staged = sorted(stage.iterdir(), key=lambda f: f.name.endswith(".json"))
+            for file in staged:
+                os.replace(file, out_dir / file.name)
+            return report
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -29,7 +29,7 @@ from .idle_motion import animate_photo
 from .manifest import sha256_of
 from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
 from .sources import FrameCache, ping_pong_index
-from .stream import raise_if_interrupted
+from .stream import partial_output, raise_if_interrupted
 from .tracker import FaceTracker
 
 BUNDLE_VERSION = 1
@@ -117,30 +117,31 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
             staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
         except OSError as exc:
             raise EdgeRetalkError(f"{output.parent}: cannot write ({exc.strerror})") from None
-        try:
-            landmarks = np.full((loop_length, N_POINTS, 3), np.nan, np.float32)
-            height, width = cache.shape[:2]
-            with VideoWriter(staging / "loop.mp4", width, height, fps, None, crf=LOOP_CRF) as writer:
-                for k, (frame, points) in enumerate(loop):
-                    raise_if_interrupted()
-                    writer.write(frame)
-                    if points is not None:
-                        landmarks[k] = points
-                    if on_progress is not None:
-                        on_progress(k + 1, loop_length)
-            np.save(staging / "landmarks.npy", landmarks)
-            avatar = AvatarInfo(BUNDLE_VERSION, fps, writer.width, writer.height, loop_length,
-                                int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, sha256_of(face),
-                                f"edge-retalk {__version__}")
-            (staging / "avatar.json").write_text(avatar.to_json())
-            apply_umask(staging, 0o777)
-            staging.rename(output)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with partial_output(staging):
+            try:
+                landmarks = np.full((loop_length, N_POINTS, 3), np.nan, np.float32)
+                height, width = cache.shape[:2]
+                with VideoWriter(staging / "loop.mp4", width, height, fps, None, crf=LOOP_CRF) as writer:
+                    for k, (frame, points) in enumerate(loop):
+                        raise_if_interrupted()
+                        writer.write(frame)
+                        if points is not None:
+                            landmarks[k] = points
+                        if on_progress is not None:
+                            on_progress(k + 1, loop_length)
+                np.save(staging / "landmarks.npy", landmarks)
+                avatar = AvatarInfo(BUNDLE_VERSION, fps, writer.width, writer.height, loop_length,
+                                    int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, sha256_of(face),
+                                    f"edge-retalk {__version__}")
+                (staging / "avatar.json").write_text(avatar.to_json())
+                apply_umask(staging, 0o777)
+                staging.rename(output)
+            except OSError as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
     finally:
         cache.close()
     return avatar

@@ -33,7 +33,7 @@ from .live_session import LiveSetup, run_session
 from .bench import make_workload, run_case_isolated, save
 from .profiles import (available_providers, choose_generator, compare_candidates, detect, profiles, provider_options,
                        resolve)
-from .stream import interrupted
+from .stream import force_stop_later, interrupted
 from .timing import STAGES
 
 stderr = Console(stderr=True)
@@ -490,6 +490,7 @@ def demo(output: Path, quiet: bool) -> None:
 
 def _interrupt(signum: int, frame) -> None:
     interrupted.set()
+    force_stop_later()
     raise KeyboardInterrupt
 
 

@@ -22,6 +22,7 @@ from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
 from .live_outputs import Recorder, Window
 from .live_server import AvatarServer
 from .pipeline import check_output
+from .stream import force_stop_later
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,11 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     returns a function that restores the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def handler(*_) -> None:
+        stop.set()
+        force_stop_later()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import EdgeRetalkError
 from .quiet import native_stderr_silenced
+from .stream import mark_partial, unmark_partial
 from .timing import stage
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ class VideoWriter:
             raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
         os.close(fd)
         self._tmp = Path(tmp)
+        mark_partial(self._tmp)
         with self._write_errors():
             self._container = av.open(str(self._tmp), "w", format="mp4")
         for key, value in (metadata or {}).items():
@@ -315,6 +317,7 @@ class VideoWriter:
             self._container.close()
             apply_umask(self._tmp)
             os.replace(self._tmp, self.output)
+        unmark_partial(self._tmp)
         return self.output
 
     def abort(self) -> None:
@@ -324,6 +327,7 @@ class VideoWriter:
         except Exception:  # noqa: BLE001 - the partial file is deleted either way
             pass
         self._tmp.unlink(missing_ok=True)
+        unmark_partial(self._tmp)
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -1,4 +1,5 @@
-"""Bounded background stages: decode ahead and encode behind the generator, in their own threads.
+"""Bounded background stages: decode ahead and encode behind the generator, in their own threads;
+and how a run stops on Ctrl-C or SIGTERM.
 
 Queues are small, so memory does not grow with the video; an error in a stage is re-raised in
 the caller; closing a stage stops its thread.
@@ -6,13 +7,67 @@ the caller; closing a stage stops its thread.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
 import queue
+import shutil
+import sys
 import threading
+from pathlib import Path
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 interrupted = threading.Event()
+STOP_GRACE_SECONDS = 8.0
+_partial_outputs: set[Path] = set()
+_stop_forcing = threading.Lock()
+
+
+def mark_partial(path: Path) -> None:
+    """`path` is a temporary file or folder that becomes an output when complete: a forced stop
+    removes it until `unmark_partial(path)`."""
+    _partial_outputs.add(path)
+
+
+def unmark_partial(path: Path) -> None:
+    _partial_outputs.discard(path)
+
+
+@contextlib.contextmanager
+def partial_output(path: Path) -> Iterator[Path]:
+    """`path` is partial (see `mark_partial`) while the block runs."""
+    mark_partial(path)
+    try:
+        yield path
+    finally:
+        unmark_partial(path)
+
+
+def _remove_partial_outputs_and_exit() -> None:
+    for path in list(_partial_outputs):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    sys.stderr.write("interrupted (forced: the run did not stop within "
+                     f"{STOP_GRACE_SECONDS:.0f} s of the signal)\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def force_stop_later() -> None:
+    """Make sure the process ends after the first Ctrl-C or SIGTERM, whatever it is doing.
+
+    The interrupt normally unwinds the run, which removes its partial outputs. But a native
+    library can swallow it or wait for ever on a lock of its own thread pool; so after
+    `STOP_GRACE_SECONDS` a timer removes the partial outputs and exits with 130, and should even
+    that thread be unable to run (the interpreter lock held in native code), faulthandler's own C
+    thread exits the process a little later."""
+    if not _stop_forcing.acquire(blocking=False):
+        return
+    timer = threading.Timer(STOP_GRACE_SECONDS, _remove_partial_outputs_and_exit)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(STOP_GRACE_SECONDS + 4, exit=True, file=open(os.devnull, "w"))
 
 
 def raise_if_interrupted() -> None:

@@ -169,3 +169,34 @@ def test_ctrl_c_leaves_no_partial_output(data, tmp_path, stop):
     assert process.returncode == 130
     assert stderr.strip() == "interrupted"
     assert list(out_dir.iterdir()) == []
+
+
+STUCK_RUN = """
+import signal, sys, time
+from pathlib import Path
+from edge_retalk.stream import force_stop_later, mark_partial
+partial = Path(sys.argv[1])
+partial.write_bytes(b"half a video")
+mark_partial(partial)
+signal.signal(signal.SIGTERM, lambda *_: force_stop_later())
+print("writing", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_run_that_swallows_the_interrupt_still_stops(tmp_path):
+    """Native code can swallow the KeyboardInterrupt or wait for ever on its own lock: the first
+    signal must still end the process, without its partial output."""
+    partial = tmp_path / ".o.part.mp4"
+    process = subprocess.Popen([sys.executable, "-c", STUCK_RUN, str(partial)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not partial.exists()
