@@ -69,11 +69,12 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     returns a function that restores the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    def handler(*_) -> None:
+
+    def stop_on_signal(*_) -> None:
         stop.set()
         force_stop_later()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
 
 

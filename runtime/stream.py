@@ -47,7 +47,10 @@ def partial_output(path: Path) -> Iterator[Path]:
 
 def _remove_partial_outputs_and_exit() -> None:
     for path in list(_partial_outputs):
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     sys.stderr.write("interrupted (forced: the run did not stop within "
                      f"{STOP_GRACE_SECONDS:.0f} s of the signal)\n")
     sys.stderr.flush()
@@ -67,7 +70,8 @@ def force_stop_later() -> None:
     timer = threading.Timer(STOP_GRACE_SECONDS, _remove_partial_outputs_and_exit)
     timer.daemon = True
     timer.start()
-    faulthandler.dump_traceback_later(STOP_GRACE_SECONDS + 4, exit=True, file=open(os.devnull, "w"))
+    discard = open(os.devnull, "w")  # noqa: SIM115 - faulthandler writes to it until the process ends
+    faulthandler.dump_traceback_later(STOP_GRACE_SECONDS + 4, exit=True, file=discard)
 
 
 def raise_if_interrupted() -> None:
