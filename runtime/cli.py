@@ -20,7 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from . import __version__, autotune
 from .errors import EdgeRetalkError
 from .eval_report import summary_table, write_report
-from .labels import inspect_file
+from .content_credentials import SigningKey, configured_signing_key
+from .labels import UNLABELLED_NOTE, inspect_file
 from .evaluate import PROTOCOLS, evaluate_clip, score_generated
 from .generator import RENDERERS, RenderOptions
 from .models import model_path
@@ -41,6 +42,8 @@ TABLE_WIDTH = 240
 PROGRESS_AFTER_SECONDS = 1.0
 
 InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+SIGNING_HELP = ("Certificate chain (PEM, signer first) that signs the Content Credentials, with --sign-key "
+                "[default: the [signing] table of the config file, else a self-signed TEST certificate].")
 OutputFile = click.Path(dir_okay=False, path_type=Path)
 GeneratorPath = click.Path(exists=True, readable=True, path_type=Path)
 
@@ -153,18 +156,23 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
               "manifest), or an enrolled avatar folder (its personal networks), instead of the built-in one.")
 @click.option("--batch", type=click.IntRange(1, 64), default=None,
               help="Frames per call of an exported generator [default: 1, or the --device profile's].")
-@click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the video as synthetic.")
+@click.option("--no-label", is_flag=True, help="Leave out all three marks that say the video is synthetic "
+              "(metadata tag, Content Credentials, invisible watermark).")
+@click.option("--sign-cert", type=InputFile, help=SIGNING_HELP)
+@click.option("--sign-key", type=InputFile, help="Private key (PEM) of --sign-cert.")
 @click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int | None, device: str | None,
         models: Path, crf: int, preset: str, amplitude: float, renderer: str, photo_fps: float,
-        generator: Path | None, batch: int | None, no_label: bool, watermark: bool, quiet: bool) -> None:
+        generator: Path | None, batch: int | None, no_label: bool, sign_cert: Path | None, sign_key: Path | None,
+        watermark: bool, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     settings = _device_settings(ctx, device, threads, generator, models)
     settings["batch"] = batch or settings["batch"]
     options = RunOptions(crf=crf, preset=preset, render=RenderOptions(amplitude, renderer), label=not no_label,
-                         watermark=watermark, photo_fps=Fraction(photo_fps).limit_denominator(1001), **settings)
+                         signing_key=_signing_key(no_label, sign_cert, sign_key), watermark=watermark,
+                         photo_fps=Fraction(photo_fps).limit_denominator(1001), **settings)
     _run(face, audio, output, options, quiet)
 
 
@@ -292,16 +300,33 @@ def devices() -> None:
 @click.argument("file", type=InputFile)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 def inspect(file: Path, as_json: bool) -> None:
-    """Say whether FILE is labelled as synthetic by edge-retalk, and list its streams."""
+    """Say whether FILE is marked as made by edge-retalk: its metadata tag, Content Credentials
+    (validated) and invisible watermark; list its streams."""
     found = inspect_file(file)
     if as_json:
-        click.echo(json.dumps({"file": str(found.path), "synthetic": found.synthetic, "version": found.version,
-                               "generator": found.generator, "metadata": found.metadata, "streams": found.streams}))
+        click.echo(json.dumps(found.as_dict()))
         return
-    if found.synthetic:
+    if found.labelled:
         click.echo(f"synthetic: yes (edge-retalk {found.version}, generator {found.generator})")
+    elif found.synthetic:
+        click.echo("synthetic: yes (its metadata tag is gone; the marks below remain)")
     else:
         click.echo("synthetic: no edge-retalk label")
+    credentials = found.credentials
+    if credentials.state == "none":
+        click.echo("content credentials: none")
+    else:
+        signer = ("signed with edge-retalk's self-signed TEST certificate (it proves nothing about who made it)"
+                  if credentials.test_certificate
+                  else f"signed by {credentials.signer} (certificate not checked against a trust list)")
+        click.echo(f"content credentials: {credentials.state}, {signer}" if credentials.state == "valid"
+                   else f"content credentials: INVALID ({'; '.join(credentials.problems)})")
+        for action in credentials.actions:
+            click.echo(f"  action: {action}")
+    if found.watermark is not None:
+        mark = found.watermark
+        click.echo(f"watermark: {'present' if mark.present else 'none found'} (score {mark.score:.1f}, "
+                   f"threshold {mark.threshold:.1f}, {mark.frames} frames)")
     for stream in found.streams:
         click.echo(stream)
     for key, value in found.metadata.items():
@@ -448,14 +473,18 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
               help="Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the "
                    "network painting the open mouth), network (the network painting the whole lip area; softer), "
                    "or painted (no network, for the smallest boards).")
-@click.option("--no-label", is_flag=True, help="Leave out the metadata that marks the recording as synthetic.")
+@click.option("--no-label", is_flag=True, help="Leave out all three marks that say the recording is synthetic "
+              "(metadata tag, Content Credentials, invisible watermark).")
+@click.option("--sign-cert", type=InputFile, help=SIGNING_HELP)
+@click.option("--sign-key", type=InputFile, help="Private key (PEM) of --sign-cert.")
 @click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
 @click.pass_context
 def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
          list_audio_devices: bool, serve: str, no_serve: bool, serve_token: str | None, window: bool | None,
          record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
-         threads: int | None, amplitude: float, renderer: str, no_label: bool, watermark: bool) -> None:
+         threads: int | None, amplitude: float, renderer: str, no_label: bool, sign_cert: Path | None,
+         sign_key: Path | None, watermark: bool) -> None:
     """Animate the --avatar bundle with speech as it arrives, in real time (see it at --serve)."""
     if list_audio_devices:
         for index, name, channels, rate in audio_devices():
@@ -468,7 +497,8 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
     options = LiveOptions(duration=duration, render=RenderOptions(amplitude, renderer),
                           stats_every=10.0 if stats else None, watermark=watermark, **settings)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
-                      serve_token, window, record, not no_label, options)
+                      serve_token, window, record, not no_label,
+                      _signing_key(no_label, sign_cert, sign_key, writes_video=record is not None), options)
     report, load_seconds = run_session(setup, on_ready=lambda line: click.echo(line, err=True),
                                        on_stats=lambda r: click.echo(f"stats: {r.line()}", err=True))
     if stats:
@@ -486,6 +516,21 @@ def demo(output: Path, quiet: bool) -> None:
     report = _run(model_path("demo_portrait.png"), model_path("demo_speech.wav"), output, RunOptions(), quiet=True)
     if not quiet:
         click.echo(f"demo video written to {report.output.resolve()}")
+
+
+def _signing_key(no_label: bool, cert: Path | None, key: Path | None, writes_video: bool = True) -> SigningKey | None:
+    """The key for the Content Credentials (None: unlabelled, or no video written); says when marks are left out."""
+    if (cert is not None or key is not None) and (no_label or not writes_video):
+        raise EdgeRetalkError("--sign-cert/--sign-key sign a written video's label: they need a labelled output"
+                              + (" (drop --no-label)" if no_label else " (--record)"))
+    if not writes_video:
+        return None
+    if no_label:
+        click.echo(UNLABELLED_NOTE, err=True)
+        return None
+    return configured_signing_key(cert, key, on_new_test_key=lambda path: click.echo(
+        f"note: made a self-signed TEST key for Content Credentials in {path}; sign with your own through "
+        "--sign-cert/--sign-key or the [signing] table of the config file", err=True))
 
 
 def _interrupt(signum: int, frame) -> None:

@@ -1,5 +1,9 @@
-"""Marking generated video as synthetic: container metadata (always, unless declined), an
-optional visible watermark, and reading the label back (`edge-retalk inspect`)."""
+"""Marking generated video as synthetic, and reading the marks back (`edge-retalk inspect`).
+
+Every labelled video carries three marks unless the user declines them with `--no-label`: container
+metadata (the mp4 `comment` tag), Content Credentials (a signed C2PA manifest, `content_credentials`)
+and an invisible watermark in the picture (`watermark`), the one that survives re-encoding. A visible
+"AI-generated" label is optional (`--watermark`)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import av
 import cv2
 import numpy as np
 
-from . import __version__
+from . import __version__, watermark
+from .content_credentials import Credentials, SigningKey, read_credentials, sign_video
 from .errors import EdgeRetalkError
 from .media import check_readable
 
@@ -19,26 +24,59 @@ LABEL_PATTERN = re.compile(r"synthetic: lip-synced by edge-retalk (?P<version>\S
 WATERMARK_TEXT = "AI-generated"
 
 
-def synthetic_metadata(generator: str) -> dict[str, str]:
-    """Container metadata (the mp4 `comment` tag, which ffprobe shows) saying the video is synthetic
-    and what made it."""
-    return {"comment": f"synthetic: lip-synced by edge-retalk {__version__} (generator {generator})"}
+UNLABELLED_NOTE = "unlabelled: no metadata tag, no Content Credentials and no invisible watermark in the output"
+
+
+@dataclass(frozen=True)
+class SyntheticLabel:
+    """The marks one output gets: what made it, and the key that signs its Content Credentials."""
+
+    generator: str
+    signing_key: SigningKey
+
+    def metadata(self) -> dict[str, str]:
+        """Container metadata (the mp4 `comment` tag, which ffprobe shows)."""
+        return {"comment": f"synthetic: lip-synced by edge-retalk {__version__} (generator {self.generator})"}
+
+    def mark(self, frame: np.ndarray) -> np.ndarray:
+        """The frame with the invisible watermark."""
+        return watermark.embed(frame)
+
+    def sign(self, source: Path, destination: Path) -> None:
+        """`source` as `destination`, with signed Content Credentials."""
+        sign_video(source, destination, self.signing_key, self.generator)
 
 
 @dataclass(frozen=True)
 class Inspection:
-    """What a media file says about itself."""
+    """What a media file says about itself: the metadata tag, Content Credentials and watermark."""
 
     path: Path
-    synthetic: bool
+    labelled: bool
     version: str | None
     generator: str | None
+    credentials: Credentials
+    watermark: watermark.WatermarkReading | None
     metadata: dict[str, str]
     streams: list[str]
 
+    @property
+    def synthetic(self) -> bool:
+        """Any of the three marks says edge-retalk made it."""
+        generated = any("trainedAlgorithmicMedia" in action for action in self.credentials.actions)
+        return self.labelled or generated or bool(self.watermark and self.watermark.present)
+
+    def as_dict(self) -> dict:
+        return {"file": str(self.path), "synthetic": self.synthetic, "labelled": self.labelled,
+                "version": self.version, "generator": self.generator,
+                "content_credentials": self.credentials.as_dict(),
+                "watermark": self.watermark and {"present": self.watermark.present, "score": round(self.watermark.score, 2),
+                                                 "threshold": self.watermark.threshold, "frames": self.watermark.frames},
+                "metadata": self.metadata, "streams": self.streams}
+
 
 def inspect_file(path: Path) -> Inspection:
-    """Read a file's container metadata and streams; recognise the edge-retalk label."""
+    """Read a file's container metadata and streams, validate its Content Credentials, look for the watermark."""
     check_readable(path)
     try:
         with av.open(str(path)) as container:
@@ -53,8 +91,9 @@ def inspect_file(path: Path) -> Inspection:
     except av.error.FFmpegError:
         raise EdgeRetalkError(f"{path}: not a readable media file") from None
     match = LABEL_PATTERN.search(metadata.get("comment", ""))
+    reading = watermark.detect(path) if any(stream.startswith("video") for stream in streams) else None
     return Inspection(path, match is not None, match and match["version"], match and match["generator"],
-                      metadata, streams)
+                      read_credentials(path), reading, metadata, streams)
 
 
 def draw_watermark(frame: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
+from .labels import SyntheticLabel
 from .media import VideoWriter
 from .stream import WriteBehind
 
@@ -44,8 +45,8 @@ class Recorder:
     """An mp4 of what was shown, with the received audio (silence where none came) in step; encoded
     in a background thread, written atomically when the run ends."""
 
-    def __init__(self, output: Path, width: int, height: int, fps: Fraction, metadata: dict[str, str] | None):
-        self._writer = VideoWriter(output, width, height, fps, None, metadata=metadata, audio_rate=SAMPLE_RATE)
+    def __init__(self, output: Path, width: int, height: int, fps: Fraction, label: SyntheticLabel | None):
+        self._writer = VideoWriter(output, width, height, fps, None, label=label, audio_rate=SAMPLE_RATE)
         self._encoder = WriteBehind(lambda item: self._writer.write(*item), depth=8)
         self.output = output
 

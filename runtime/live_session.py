@@ -16,7 +16,8 @@ from typing import Callable
 from .audio_sources import SpeechQueue, open_audio_source
 from .avatar import Avatar
 from .errors import EdgeRetalkError
-from .labels import synthetic_metadata
+from .content_credentials import SigningKey, configured_signing_key
+from .labels import SyntheticLabel
 from .learned_generator import is_enrolled
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
 from .live_outputs import Recorder, Window
@@ -38,6 +39,7 @@ class LiveSetup:
     window: bool | None = None
     record: Path | None = None
     label: bool = True
+    signing_key: SigningKey | None = None
     options: LiveOptions = field(default_factory=LiveOptions)
 
 
@@ -85,8 +87,10 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     started = time.perf_counter()
     avatar = Avatar(setup.avatar)
     load_seconds = time.perf_counter() - started
+    signing_key = None
     if setup.record is not None:
         check_recording(setup.record, setup.avatar, setup.audio_source)
+        signing_key = (setup.signing_key or configured_signing_key()) if setup.label else None
     options = setup.options
     if options.generator is None and is_enrolled(setup.avatar):
         options = replace(options, generator=setup.avatar)
@@ -119,8 +123,8 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
                 if on_ready is not None and "DISPLAY" not in str(exc):
                     on_ready(f"no window: {exc}")
         if setup.record is not None:
-            metadata = synthetic_metadata(driver.generator.name) if setup.label else None
-            recorder = Recorder(setup.record, avatar.info.width, avatar.info.height, avatar.fps, metadata)
+            label = SyntheticLabel(driver.generator.name, signing_key) if signing_key else None
+            recorder = Recorder(setup.record, avatar.info.width, avatar.info.height, avatar.fps, label)
             outputs.append(recorder)
         if on_ready is not None:
             on_ready(f"listening to {source.name}")

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import av
 import cv2
@@ -21,8 +21,11 @@ import numpy as np
 
 from .errors import EdgeRetalkError
 from .quiet import native_stderr_silenced
-from .stream import mark_partial, unmark_partial
+from .stream import mark_partial, partial_output, unmark_partial
 from .timing import stage
+
+if TYPE_CHECKING:
+    from .labels import SyntheticLabel
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +229,10 @@ class VideoWriter:
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction,
                  audio_path: Path | None, crf: int = 18, preset: str = "veryfast",
-                 metadata: dict[str, str] | None = None, audio_rate: int | None = None):
+                 label: SyntheticLabel | None = None, audio_rate: int | None = None):
         """`audio_path` is muxed as the frames go; or, with `audio_rate`, each `write` brings its own
-        mono float samples at that rate (live recordings)."""
+        mono float samples at that rate (live recordings). With a `label`, the video carries its
+        metadata tag, every frame its watermark, and the finished file its Content Credentials."""
         self.output = output
         self.width, self.height = width - width % 2, height - height % 2
         try:
@@ -240,7 +244,8 @@ class VideoWriter:
         mark_partial(self._tmp)
         with self._write_errors():
             self._container = av.open(str(self._tmp), "w", format="mp4")
-        for key, value in (metadata or {}).items():
+        self._label = label
+        for key, value in (label.metadata() if label else {}).items():
             self._container.metadata[key] = value
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = self.width, self.height
@@ -275,8 +280,10 @@ class VideoWriter:
     def write(self, frame_bgr: np.ndarray, audio: np.ndarray | None = None) -> None:
         """Encode one BGR frame, and the audio up to its end time (or `audio`, the samples that
         go with this frame, for a writer made with `audio_rate`)."""
-        frame = av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(frame_bgr[: self.height, : self.width]), format="bgr24")
+        picture = np.ascontiguousarray(frame_bgr[: self.height, : self.width])
+        if self._label is not None:
+            picture = self._label.mark(picture)
+        frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
         with self._write_errors(), stage("encode"):
             self._container.mux(self._video.encode(frame))
             self._frames += 1
@@ -315,10 +322,22 @@ class VideoWriter:
             if self._audio is not None:
                 self._container.mux(self._audio.encode(None))
             self._container.close()
+            if self._label is not None:
+                self._sign()
             apply_umask(self._tmp)
             os.replace(self._tmp, self.output)
         unmark_partial(self._tmp)
         return self.output
+
+    def _sign(self) -> None:
+        """Replace the finished temporary file by a signed copy (C2PA rewrites the whole file)."""
+        signed = self._tmp.with_name(self._tmp.name.replace(".part.mp4", ".signed.part.mp4"))
+        with partial_output(signed):
+            try:
+                self._label.sign(self._tmp, signed)
+                os.replace(signed, self._tmp)
+            finally:
+                signed.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop the partial output."""

@@ -14,7 +14,8 @@ from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
 from .generator import RenderOptions
 from .generators import open_generator
-from .labels import draw_watermark, synthetic_metadata
+from .content_credentials import SigningKey, configured_signing_key
+from .labels import SyntheticLabel, draw_watermark
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
 from .stream import WriteBehind, raise_if_interrupted, read_ahead
@@ -34,6 +35,7 @@ class RunOptions:
     preset: str = "veryfast"
     render: RenderOptions = field(default_factory=RenderOptions)
     label: bool = True
+    signing_key: SigningKey | None = None
     watermark: bool = False
     generator: Path | None = None
     provider: str | None = None
@@ -93,16 +95,17 @@ def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: Ru
     if info.is_image:
         info = replace(info, fps=Fraction(options.photo_fps))
     samples = load_audio(audio)
+    signing_key = (options.signing_key or configured_signing_key()) if options.label else None
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
     generator = open_generator(options.generator, options.render, options.threads, options.provider,
                                options.provider_options)
     with stage("audio"):
         generator.prepare(samples, fps, n_frames)
-    metadata = synthetic_metadata(generator.name) if options.label else None
+    label = SyntheticLabel(generator.name, signing_key) if signing_key else None
     without_face = 0
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
-                     metadata) as writer:
+                     label) as writer:
         encoder = WriteBehind(writer.write)
         pending: list[tuple] = []
 
