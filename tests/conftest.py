@@ -32,6 +32,12 @@ def manifest(folder: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_config_folder(tmp_path_factory) -> None:
+    """Every test session makes its own test signing key, and never touches the user's config."""
+    os.environ["EDGE_RETALK_CONFIG"] = str(tmp_path_factory.mktemp("config"))
+
+
 @pytest.fixture
 def data() -> Path:
     return shared_data_dir()

@@ -262,7 +262,8 @@ def test_file_source_recording_is_labelled_and_watermarked(avatar, data, tmp_pat
                      "--record", record, "--no-serve", "--watermark")
     assert result.returncode == 0, result.stderr
     found = json.loads(run_cli("inspect", record, "--json").stdout)
-    assert found["synthetic"] and found["generator"] == "learned"
+    assert found["labelled"] and found["generator"] == "learned"
+    assert found["content_credentials"]["state"] == "valid" and found["watermark"]["present"]
     first = next(iter_video_frames(record))
     plain = next(iter_video_frames(avatar / "loop.mp4"))
     corner = (slice(first.shape[0] - 40, None), slice(first.shape[1] - 200, None))
@@ -270,7 +271,8 @@ def test_file_source_recording_is_labelled_and_watermarked(avatar, data, tmp_pat
     unlabelled = tmp_path / "plain.mp4"
     assert run_cli("live", "--avatar", avatar, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
                    "--record", unlabelled, "--no-serve", "--no-label").returncode == 0
-    assert json.loads(run_cli("inspect", unlabelled, "--json").stdout)["synthetic"] is False
+    found = json.loads(run_cli("inspect", unlabelled, "--json").stdout)
+    assert found["synthetic"] is False and found["content_credentials"]["state"] == "none"
 
 
 def chromium() -> str:
