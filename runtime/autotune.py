@@ -104,13 +104,13 @@ def _signature(candidates: list[Path]) -> str:
 
 
 def measure(model: Path, threads: int) -> Measurement:
-    """Median time of one batch-1 call of `model` on zeros (after a warm-up)."""
+    """Median time of one batch-1 call of `model` on zeros for every input (after a warm-up)."""
     try:
         manifest, engine = open_model(model, threads)
     except (ImportError, EdgeRetalkError, RuntimeError) as exc:
         return Measurement(model.name, None, str(exc).splitlines()[0][:200] or type(exc).__name__)
-    spec = manifest.inputs[0]
-    x = {spec.name: np.zeros([1, *[s if isinstance(s, int) else 1 for s in spec.shape[1:]]], np.float32)}
+    x = {spec.name: np.zeros([1, *[s if isinstance(s, int) else 1 for s in spec.shape[1:]]], np.float32)
+         for spec in manifest.inputs}
     for _ in range(WARMUP_RUNS):
         engine.run(x)
     times = []

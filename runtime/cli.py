@@ -111,7 +111,7 @@ def _device_settings(ctx: click.Context, device: str | None, threads: int | None
     settings.update(threads=threads or profile.threads, tracking_interval=profile.tracking_interval,
                     batch=profile.batch)
     if generator is None:
-        choice = choose_generator(profile, models)
+        choice = choose_generator(profile, models, settings["threads"])
         for note in choice.notes:
             click.echo(note, err=True)
         settings.update(generator=choice.artefact, provider=choice.provider, provider_options=choice.options)
@@ -291,7 +291,8 @@ def devices() -> None:
     click.echo(f"auto picks: {picked.name if picked else 'none'} ({reason})")
     measured = autotune.choices()
     click.echo(f"measured on this machine ({autotune.machine_key()}; cache {autotune.cache_file()}):"
-               if measured else "nothing measured on this machine yet (the built-in renderer measures its forms on first use)")
+               if measured else "nothing measured on this machine yet (the built-in renderer, and --device with "
+                                "several exported forms of a generator, measure them on first use)")
     for choice in measured:
         click.echo(f"  {choice.line}")
 

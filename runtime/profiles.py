@@ -28,6 +28,8 @@ PROVIDERS = ("onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino",
              "openvino:gpu", "openvino:cpu", "litert:xnnpack")
 ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
 DEFAULT_GENERATOR = "default"
+CPU_PROVIDERS = {"onnxruntime:cpu", "openvino:cpu", "litert:xnnpack"}
+"""Providers whose speed the autotune can measure with the engine's default (CPU) settings."""
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,17 @@ class GeneratorChoice:
     options: dict[str, str] = field(default_factory=dict)
 
 
-def choose_generator(profile: BoardProfile, models_dir: Path | None) -> GeneratorChoice:
-    """Walk the profile's generator and provider preferences; each step down is one note."""
+def choose_generator(profile: BoardProfile, models_dir: Path | None, threads: int | None = None) -> GeneratorChoice:
+    """Walk the profile's generator and provider preferences; each step down is one note. Where
+    several exported forms run here on the CPU, which is fastest is measured on first use
+    (`autotune`), not assumed from the profile's order: an INT8 form that wins by 8x on one CPU
+    may lose on another."""
     notes = []
     have = available_providers()
+    found: list[tuple[Path, str]] = []
     for key in profile.generators:
         if key == DEFAULT_GENERATOR:
-            return GeneratorChoice(None, None, tuple(notes))
+            break
         spec = FORMATS[key]
         path = (models_dir or Path("exported")) / spec.file_name()
         if not path.is_file():
@@ -201,5 +207,17 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None) -> Generato
             continue
         if usable[0] != wanted[0]:
             notes.append(f"{key}: {', '.join(wanted[:wanted.index(usable[0])])} not available here; using {usable[0]}")
-        return GeneratorChoice(path, usable[0], tuple(notes), provider_options(profile, usable[0]))
-    raise EdgeRetalkError(f"profile {profile.name}: none of its generators is usable here ({'; '.join(notes)})")
+        found.append((path, usable[0]))
+    if not found:
+        if DEFAULT_GENERATOR in profile.generators:
+            return GeneratorChoice(None, None, tuple(notes))
+        raise EdgeRetalkError(f"profile {profile.name}: none of its generators is usable here ({'; '.join(notes)})")
+    path, provider = found[0]
+    if len(found) > 1 and all(p in CPU_PROVIDERS for _, p in found):
+        from .autotune import fastest
+
+        path = fastest(path.name.split(".")[0], [p for p, _ in found], threads or profile.threads)
+        provider = dict(found)[path]
+        notes.append(f"measured here: {path.name} is the fastest of {', '.join(p.name for p, _ in found)} "
+                     "(see `edge-retalk devices`)")
+    return GeneratorChoice(path, provider, tuple(notes), provider_options(profile, provider))
