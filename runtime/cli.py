@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from . import __version__, autotune
 from .errors import EdgeRetalkError
 from .eval_report import summary_table, write_report
-from .content_credentials import SigningKey, configured_signing_key
+from .content_credentials import SigningKey, operator_signing_key
 from .labels import UNLABELLED_NOTE, inspect_file
 from .evaluate import PROTOCOLS, evaluate_clip, score_generated
 from .generator import RENDERERS, RenderOptions
@@ -520,7 +520,9 @@ def demo(output: Path, quiet: bool) -> None:
 
 
 def _signing_key(no_label: bool, cert: Path | None, key: Path | None, writes_video: bool = True) -> SigningKey | None:
-    """The key for the Content Credentials (None: unlabelled, or no video written); says when marks are left out."""
+    """The operator's key for the Content Credentials, checked before the run (None: unlabelled, no
+    video written, or no key configured, in which case the run signs with the test key once its
+    inputs are known to be good); says when marks are left out."""
     if (cert is not None or key is not None) and (no_label or not writes_video):
         raise EdgeRetalkError("--sign-cert/--sign-key sign a written video's label: they need a labelled output"
                               + (" (drop --no-label)" if no_label else " (--record)"))
@@ -529,9 +531,7 @@ def _signing_key(no_label: bool, cert: Path | None, key: Path | None, writes_vid
     if no_label:
         click.echo(UNLABELLED_NOTE, err=True)
         return None
-    return configured_signing_key(cert, key, on_new_test_key=lambda path: click.echo(
-        f"note: made a self-signed TEST key for Content Credentials in {path}; sign with your own through "
-        "--sign-cert/--sign-key or the [signing] table of the config file", err=True))
+    return operator_signing_key(cert, key)
 
 
 def _interrupt(signum: int, frame) -> None:

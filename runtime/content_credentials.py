@@ -12,13 +12,13 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import logging
 import os
+import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import c2pa
@@ -31,6 +31,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import __version__
 from .errors import EdgeRetalkError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 TEST_ORGANISATION = "edge-retalk TEST certificate, not for production"
 TEST_KEY_FILE = "test-signing-key.pem"
@@ -115,10 +122,8 @@ def _check_signs(signing_key: SigningKey) -> None:
         raise EdgeRetalkError(f"{signing_key.source}: C2PA will not sign with this certificate ({exc})") from None
 
 
-def configured_signing_key(cert: Path | None = None, key: Path | None = None,
-                           on_new_test_key: Callable[[Path], None] | None = None) -> SigningKey:
-    """The key that signs: `cert` and `key` when given, else the config file's, else the test key
-    (`on_new_test_key` hears where it was made, the first time)."""
+def operator_signing_key(cert: Path | None = None, key: Path | None = None) -> SigningKey | None:
+    """The operator's key: `cert` and `key` when given, else the config file's, else None."""
     if (cert is None) != (key is None):
         raise EdgeRetalkError("--sign-cert and --sign-key go together")
     if cert is not None and key is not None:
@@ -134,16 +139,22 @@ def configured_signing_key(cert: Path | None = None, key: Path | None = None,
                     and isinstance(signing.get("key"), str)):
                 raise EdgeRetalkError(f"{config}: [signing] needs cert and key, the paths of two PEM files")
             return load_signing_key(*(config.parent / Path(signing[name]).expanduser() for name in ("cert", "key")))
-    return self_signed_test_key(on_new_test_key)
+    return None
 
 
-def self_signed_test_key(on_new: Callable[[Path], None] | None = None) -> SigningKey:
-    """The self-signed TEST key, made on first use: a test root and a signer certificate it issued."""
+def configured_signing_key() -> SigningKey:
+    """The key that signs: the operator's (config file), else the self-signed test key."""
+    return operator_signing_key() or self_signed_test_key()
+
+
+def self_signed_test_key() -> SigningKey:
+    """The self-signed TEST key, made on first use (and said, once, as a warning): a test root and
+    a signer certificate it issued."""
     path = config_dir() / TEST_KEY_FILE
     if not path.is_file():
         _write_test_key(path)
-        if on_new is not None:
-            on_new(path)
+        log.warning(f"made a self-signed TEST key for Content Credentials in {path}; sign with your own "
+                    "through --sign-cert/--sign-key or the [signing] table of the config file")
     try:
         pem = path.read_bytes()
         key = serialization.load_pem_private_key(pem, password=None)

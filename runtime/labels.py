@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from . import __version__, watermark
-from .content_credentials import Credentials, SigningKey, read_credentials, sign_video
+from .content_credentials import Credentials, SigningKey, configured_signing_key, read_credentials, sign_video
 from .errors import EdgeRetalkError
 from .media import check_readable
 
@@ -29,10 +29,11 @@ UNLABELLED_NOTE = "unlabelled: no metadata tag, no Content Credentials and no in
 
 @dataclass(frozen=True)
 class SyntheticLabel:
-    """The marks one output gets: what made it, and the key that signs its Content Credentials."""
+    """The marks one output gets: what made it, and the key that signs its Content Credentials
+    (None: the self-signed test key, made only when a finished output is signed)."""
 
     generator: str
-    signing_key: SigningKey
+    signing_key: SigningKey | None = None
 
     def metadata(self) -> dict[str, str]:
         """Container metadata (the mp4 `comment` tag, which ffprobe shows)."""
@@ -44,7 +45,7 @@ class SyntheticLabel:
 
     def sign(self, source: Path, destination: Path) -> None:
         """`source` as `destination`, with signed Content Credentials."""
-        sign_video(source, destination, self.signing_key, self.generator)
+        sign_video(source, destination, self.signing_key or configured_signing_key(), self.generator)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Callable
 from .audio_sources import SpeechQueue, open_audio_source
 from .avatar import Avatar
 from .errors import EdgeRetalkError
-from .content_credentials import SigningKey, configured_signing_key
+from .content_credentials import SigningKey
 from .labels import SyntheticLabel
 from .learned_generator import is_enrolled
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live
@@ -87,10 +87,8 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     started = time.perf_counter()
     avatar = Avatar(setup.avatar)
     load_seconds = time.perf_counter() - started
-    signing_key = None
     if setup.record is not None:
         check_recording(setup.record, setup.avatar, setup.audio_source)
-        signing_key = (setup.signing_key or configured_signing_key()) if setup.label else None
     options = setup.options
     if options.generator is None and is_enrolled(setup.avatar):
         options = replace(options, generator=setup.avatar)
@@ -123,7 +121,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
                 if on_ready is not None and "DISPLAY" not in str(exc):
                     on_ready(f"no window: {exc}")
         if setup.record is not None:
-            label = SyntheticLabel(driver.generator.name, signing_key) if signing_key else None
+            label = SyntheticLabel(driver.generator.name, setup.signing_key) if setup.label else None
             recorder = Recorder(setup.record, avatar.info.width, avatar.info.height, avatar.fps, label)
             outputs.append(recorder)
         if on_ready is not None:

@@ -14,7 +14,7 @@ from .audio import SAMPLE_RATE
 from .errors import EdgeRetalkError
 from .generator import RenderOptions
 from .generators import open_generator
-from .content_credentials import SigningKey, configured_signing_key
+from .content_credentials import SigningKey
 from .labels import SyntheticLabel, draw_watermark
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
@@ -95,14 +95,13 @@ def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: Ru
     if info.is_image:
         info = replace(info, fps=Fraction(options.photo_fps))
     samples = load_audio(audio)
-    signing_key = (options.signing_key or configured_signing_key()) if options.label else None
     fps = float(info.fps)
     n_frames = max(1, round(samples.size / SAMPLE_RATE * fps))
     generator = open_generator(options.generator, options.render, options.threads, options.provider,
                                options.provider_options)
     with stage("audio"):
         generator.prepare(samples, fps, n_frames)
-    label = SyntheticLabel(generator.name, signing_key) if signing_key else None
+    label = SyntheticLabel(generator.name, options.signing_key) if options.label else None
     without_face = 0
     with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
                      label) as writer:
