@@ -3,6 +3,7 @@ and the parts of the graph that INT8 recipes keep in float."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,5 +20,28 @@ class ExportJob:
     output_names: list[str]
     calibration: dict[str, np.ndarray]
     work_dir: Path
-    float_scope: tuple[str, ...] = ()
-    """Graph-node name prefixes (from the module path, e.g. "/low_res") left unquantised."""
+    float_modules: tuple[str, ...] = ()
+    """Module paths (e.g. "low_res", "face_decoder_blocks.3") whose layers INT8 recipes leave in float."""
+
+    def in_float(self, node_name: str) -> bool:
+        """Whether an ONNX node (or the OpenVINO op converted from it) belongs to a float module:
+        torch.onnx names nodes by the modules they are in, each level by its path,
+        "/face_decoder_blocks.3/face_decoder_blocks.3.0/conv_block/conv_block.0/Conv"."""
+        return any(f"/{module}/" in node_name for module in self.float_modules)
+
+    def tflite_float_patterns(self) -> list[str]:
+        """Regular expressions for the TFLite tensors of the float modules. litert-torch names
+        them by each module's class and attribute, leaving ModuleLists out:
+        ".../edge_retalk.export.models.wav2lip.FaceDecoderBlock_3/...Conv2dTranspose_0/...", so
+        the blocks of different ModuleLists are told apart by their classes."""
+        patterns = []
+        for module in self.float_modules:
+            parent, segments = self.model, []
+            for name in module.split("."):
+                child = parent.get_submodule(name)
+                if not isinstance(child, nn.ModuleList):
+                    kind = type(child)
+                    segments.append(re.escape(f"{kind.__module__}.{kind.__qualname__}_{name}"))
+                parent = child
+            patterns.append("(^|/)" + "/".join(segments) + "(/|;|$)")
+        return patterns

@@ -57,7 +57,7 @@ class _CalibrationReader:
 
 def onnx_int8(job: ExportJob, target: Path) -> Path:
     """Static QDQ INT8: per-channel S8 weights, U8 activations, calibrated on real inputs; nodes
-    in the job's float scope stay in float."""
+    of the job's float modules stay in float."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -67,7 +67,7 @@ def onnx_int8(job: ExportJob, target: Path) -> Path:
     with logger_level(logging.ERROR):
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         in_float = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node
-                    if job.float_scope and node.name.startswith(job.float_scope)]
+                    if job.in_float(node.name)]
         quantize_static(str(prepared), str(target), _CalibrationReader(job), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=in_float)

@@ -1,5 +1,5 @@
 """OpenVINO IR targets: FP16 (weights compressed to half precision) and INT8 (NNCF post-training
-quantisation calibrated on the job's real inputs, the job's float scope left unquantised). Both
+quantisation calibrated on the job's real inputs, the job's float modules left unquantised). Both
 start from the job's FP32 ONNX export."""
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ def openvino_int8(job: ExportJob, target: Path) -> Path:
     samples = [{name: array[i:i + 1] for name, array in job.calibration.items()}
                for i in range(len(next(iter(job.calibration.values()))))]
     model = _fp32_model(job)
-    in_float = [op.get_friendly_name() for op in model.get_ops()
-                if job.float_scope and op.get_friendly_name().startswith(job.float_scope)]
+    in_float = [op.get_friendly_name() for op in model.get_ops() if job.in_float(op.get_friendly_name())]
     ignored = nncf.IgnoredScope(names=in_float, validate=False) if in_float else None
     with logger_level(logging.WARNING, "nncf"):
         quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=ignored)

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,13 +29,14 @@ from .checkpoints import load_checkpoint
 from .formats import FORMATS, ExportFormat
 from .job import ExportJob
 from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, write_report
+from .sensitivity import keep_sensitive_in_float
 
 log = logging.getLogger(__name__)
 
 # INT8 recipes leave LNet (inside ENet) in float: quantised, its convolutions between layer and
 # instance norms took the whole network to 14-15 dB against PyTorch in every runtime, while
 # ENet's upsampling convolutions, most of the compute, quantise cleanly.
-LNET_FLOAT_SCOPE = ("/low_res",)
+LNET_FLOAT_MODULES = ("low_res",)
 STATIC_BATCH_FORMATS = {"tflite"}
 
 
@@ -146,7 +147,7 @@ def videoretalking_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet
     generator_job = ExportJob(model, (torch.from_numpy(mels[:1]), torch.from_numpy(faces[:1]),
                                       torch.from_numpy(styles[:1])), ["mel", "face", "style"], ["generated"],
                               {"mel": mels[::2], "face": faces[::2], "style": styles[::2]}, plan.job_dir("generator"),
-                              float_scope=LNET_FLOAT_SCOPE)
+                              float_modules=LNET_FLOAT_MODULES)
     plan.parts += [
         Part("videoretalking_style", style_job, {"reference": [3, FACE_SIZE, FACE_SIZE], "style": [STYLE_FEATURES]},
              FACE_SIZE),
@@ -239,14 +240,15 @@ def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source
     write_manifest(manifest, out_dir)
 
 
-def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: str, latency: bool) -> ArtefactReport:
+def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: str, latency: bool,
+                   progress: Callable[[str], None]) -> ArtefactReport:
     """Convert, check and time one target in a hidden staging folder inside `out_dir`; only a
     target that passed is moved in (replacing an earlier export's files whole); a failure or an
     interruption leaves `out_dir` as it was."""
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         with partial_output(stage):
-            report = _export_staged(plan, spec, stage, source_sha, latency)
+            report = _export_staged(plan, spec, stage, source_sha, latency, progress)
             staged = sorted(stage.iterdir(), key=lambda f: f.name.endswith(".json"))
             for file in staged:
                 os.replace(file, out_dir / file.name)
@@ -255,24 +257,61 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str, latency: bool) -> ArtefactReport:
+def _convert_and_check(plan: Plan, spec: ExportFormat, folder: Path) -> tuple[dict, dict, np.ndarray, float]:
+    """Convert every part into `folder` and run the chain on the held-out inputs: the targets,
+    their engines, the outputs and their parity (PSNR against PyTorch)."""
     targets = {part.arch: folder / spec.file_name(part.arch) for part in plan.parts}
     for part in plan.parts:
         converter(spec.converter)(part.job, targets[part.arch])
-    written = [file for target in targets.values() for file in artefact_files(target)]
     engines = {arch: open_engine(target) for arch, target in targets.items()}
     run = {arch: _engine_call(engine) for arch, engine in engines.items()}
     produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                for i in range(len(plan.reference))])
     if not np.isfinite(produced).all():
         raise EdgeRetalkError("the exported network gives NaN or infinite outputs on real inputs")
-    quality = psnr_db(plan.reference / plan.peak, produced / plan.peak)
+    return targets, engines, produced, psnr_db(plan.reference / plan.peak, produced / plan.peak)
+
+
+def _keep_sensitive_in_float(plan: Plan, spec: ExportFormat, folder: Path, quality: float,
+                             progress: Callable[[str], None]) -> tuple[str, ...]:
+    """After a plain INT8 recipe failed parity: the modules of the main network to leave in float
+    so that it passes (its job is left keeping them; the caller restores it), or the failure."""
+    part = plan.parts[-1]
+    base = part.job
+    progress(f"{spec.key}: {quality:.1f} dB against PyTorch with every layer in INT8 (needs "
+             f"{spec.min_psnr_db:.0f}); looking for the layers to keep in float")
+
+    def parity(modules: tuple[str, ...]) -> float:
+        part.job = replace(base, float_modules=modules)
+        return _convert_and_check(plan, spec, folder)[3]
+
+    found = keep_sensitive_in_float(parity, base.model, base.float_modules, spec.min_psnr_db, progress)
+    if found is None:
+        raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch in INT8, "
+                              f"needs {spec.min_psnr_db:.0f} dB, and keeping any of its layers in float did not help)")
+    part.job = replace(base, float_modules=found.float_modules)
+    return found.float_modules
+
+
+def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str, latency: bool,
+                   progress: Callable[[str], None]) -> ArtefactReport:
+    targets, engines, produced, quality = _convert_and_check(plan, spec, folder)
+    main_job = plan.parts[-1].job
+    in_float = main_job.float_modules if spec.precision == "int8" else ()
+    if quality < spec.min_psnr_db and spec.precision == "int8":
+        try:
+            in_float = _keep_sensitive_in_float(plan, spec, folder, quality, progress)
+            targets, engines, produced, quality = _convert_and_check(plan, spec, folder)
+        finally:
+            plan.parts[-1].job = main_job
     if not quality >= spec.min_psnr_db:
         raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
                               f"needs {spec.min_psnr_db:.0f} dB)")
     for part in plan.parts:
         _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, folder,
                         targets[part.style_encoder] if part.style_encoder else None)
+    written = [file for target in targets.values() for file in artefact_files(target)]
+    run = {arch: _engine_call(engine) for arch, engine in engines.items()}
     first = {k: v[:1] for k, v in plan.held_out.items()}
     batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}
     main = targets[plan.parts[-1].arch]
@@ -280,18 +319,22 @@ def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str
     batch8_ms = median_latency_ms(plan.per_frame(run, batch8)) \
         if latency and spec.format not in STATIC_BATCH_FORMATS else float("nan")
     return ArtefactReport(spec.key, main.name, sum(f.stat().st_size for f in written) / 1e6, quality,
-                          float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms)
+                          float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms, in_float)
 
 
 def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,
                  enet_checkpoint: Path | None = None,
                  allow_partial: bool = False, latency: bool = True,
-                 speech: Path | None = None) -> tuple[list[ArtefactReport], list[TargetFailure]]:
+                 speech: Path | None = None,
+                 progress: Callable[[str], None] = lambda line: None,
+                 ) -> tuple[list[ArtefactReport], list[TargetFailure]]:
     """Export a checkpoint to each target, checking every artefact against PyTorch first, and
     (unless `latency` is off) timing each at batch 1 and 8.
 
-    `speech` is the calibration video's speech when it is not its sound track. Returns the report
-    rows of the targets written and the failures (target and reason) of the others."""
+    `speech` is the calibration video's speech when it is not its sound track. An INT8 target that
+    fails parity is retried with its most sensitive layers in float (`sensitivity`), each trial
+    told to `progress`. Returns the report rows of the targets written and the failures (target
+    and reason) of the others."""
     unknown = [t for t in targets if t not in FORMATS]
     if unknown:
         raise EdgeRetalkError(f"unknown export target {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
@@ -305,7 +348,7 @@ def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, o
     with plan.scratch:
         for key in targets:
             try:
-                rows.append(_export_target(plan, FORMATS[key], out_dir, source_sha, latency))
+                rows.append(_export_target(plan, FORMATS[key], out_dir, source_sha, latency, progress))
             except EdgeRetalkError as exc:
                 failures.append(TargetFailure(key, str(exc)))
             except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError, KeyError) as exc:

@@ -19,6 +19,8 @@ class ArtefactReport:
     max_error: float
     latency_ms_batch1: float
     latency_ms_batch8: float
+    float_modules: tuple[str, ...] = ()
+    """Modules an INT8 recipe left in float (the rest is INT8)."""
 
 
 def psnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -79,7 +81,12 @@ def write_report(rows: list[ArtefactReport], failures: list[TargetFailure], fold
     lines += [f"| {r.target} | {r.file} | {r.size_mb:.1f} | {r.psnr_db:.1f} | {r.max_error:.2e} | "
               f"{_ms(r.latency_ms_batch1, 'not measured')} | {_ms(r.latency_ms_batch8, _batch8_gap(r))} |"
               for r in rows]
-    lines += [""] + trade_offs(rows)
+    notes = trade_offs(rows)
+    if notes:
+        lines += [""] + notes
+    kept = [f"- {r.target}: {', '.join(r.float_modules)}" for r in rows if r.float_modules]
+    if kept:
+        lines += ["", "Left in float by the INT8 recipe (everything else is INT8):"] + kept
     if failures:
         lines += ["", "Not written (the export failed):"] + [f"- {f.target}: {f.reason}" for f in failures]
     markdown, data = folder / "report.md", folder / "report.json"

@@ -1,6 +1,7 @@
 """TFLite targets with litert-torch (batch 1: a dynamic batch converts but fails at run time):
 FP16 weights by casting, and full-integer INT8 (int8 weights and activations, int8 inputs and
-outputs) with ai-edge-quantizer calibrated on the job's real inputs."""
+outputs) with ai-edge-quantizer calibrated on the job's real inputs, the job's float modules left
+unquantised."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def tflite_fp16(job: ExportJob, target: Path) -> Path:
 
 def tflite_int8(job: ExportJob, target: Path) -> Path:
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     source = tflite_fp32(job, job.work_dir / "int8-source.tflite")
     signatures = Interpreter(model_path=str(source)).get_signature_list()
@@ -72,6 +74,9 @@ def tflite_int8(job: ExportJob, target: Path) -> Path:
     samples = [{name: job.calibration[original][i:i + 1] for name, original in zip(names, job.input_names)}
                for i in range(count)]
     quantiser = quantizer.Quantizer(str(source), recipe.static_wi8_ai8())
+    for pattern in job.tflite_float_patterns():
+        quantiser.update_quantization_recipe(pattern, qtyping.TFLOperationName.ALL_SUPPORTED,
+                                             algorithm_key=AlgorithmName.NO_QUANTIZE)
     with _quiet():
         calibration = quantiser.calibrate({key: samples})
         quantiser.quantize(calibration, enable_progress_report=False).export_model(str(target), overwrite=True)

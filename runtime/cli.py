@@ -205,11 +205,13 @@ def export(arch: str, checkpoint: Path, enet: Path | None, targets: str, calib: 
     if enet is not None and arch != "videoretalking":
         raise EdgeRetalkError("--enet belongs to --arch videoretalking")
     rows, failures = export_model(arch, checkpoint, [t.strip() for t in targets.split(",") if t.strip()], calib,
-                                  output_dir, enet, allow_partial, latency)
+                                  output_dir, enet, allow_partial, latency,
+                                  progress=lambda line: click.echo(line, err=True))
     for row in rows:
         timing = "" if math.isnan(row.latency_ms_batch1) else f", {row.latency_ms_batch1:.1f} ms at batch 1"
+        in_float = f", left in float: {', '.join(row.float_modules)}" if row.float_modules else ""
         click.echo(f"{row.target}: {output_dir / row.file} ({row.size_mb:.1f} MB, "
-                   f"{row.psnr_db:.1f} dB vs PyTorch{timing})")
+                   f"{row.psnr_db:.1f} dB vs PyTorch{timing}{in_float})")
     for failure in failures:
         click.echo(f"{failure.target}: FAILED, nothing written: {failure.reason}", err=True)
     click.echo(f"report: {output_dir / 'report.md'}")

@@ -53,6 +53,15 @@ class Conv2dTranspose(nn.Module):
         return self.act(self.conv_block[1](out))
 
 
+class FaceEncoderBlock(nn.Sequential):
+    """One resolution of the face encoder (its own class only so that converters that name layers
+    by class, such as litert-torch, tell encoder and decoder blocks apart)."""
+
+
+class FaceDecoderBlock(nn.Sequential):
+    """One resolution of the face decoder (see FaceEncoderBlock)."""
+
+
 class Wav2Lip(nn.Module):
     """Inputs: mel (B, 1, 80, 16) and face (B, 6, 96, 96): the masked target crop and a reference
     crop, BGR in [0, 1]. Output: the generated crop (B, 3, 96, 96) in [0, 1]."""
@@ -60,13 +69,13 @@ class Wav2Lip(nn.Module):
     def __init__(self):
         super().__init__()
         self.face_encoder_blocks = nn.ModuleList([
-            nn.Sequential(Conv2d(6, 16, 7, 1, 3)),
-            nn.Sequential(Conv2d(16, 32, 3, 2, 1), Conv2d(32, 32, 3, 1, 1, True), Conv2d(32, 32, 3, 1, 1, True)),
-            nn.Sequential(Conv2d(32, 64, 3, 2, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(3)]),
-            nn.Sequential(Conv2d(64, 128, 3, 2, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2d(128, 256, 3, 2, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2d(256, 512, 3, 2, 1), Conv2d(512, 512, 3, 1, 1, True)),
-            nn.Sequential(Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0)),
+            FaceEncoderBlock(Conv2d(6, 16, 7, 1, 3)),
+            FaceEncoderBlock(Conv2d(16, 32, 3, 2, 1), Conv2d(32, 32, 3, 1, 1, True), Conv2d(32, 32, 3, 1, 1, True)),
+            FaceEncoderBlock(Conv2d(32, 64, 3, 2, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(3)]),
+            FaceEncoderBlock(Conv2d(64, 128, 3, 2, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
+            FaceEncoderBlock(Conv2d(128, 256, 3, 2, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
+            FaceEncoderBlock(Conv2d(256, 512, 3, 2, 1), Conv2d(512, 512, 3, 1, 1, True)),
+            FaceEncoderBlock(Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0)),
         ])
         self.audio_encoder = nn.Sequential(
             Conv2d(1, 32, 3, 1, 1), Conv2d(32, 32, 3, 1, 1, True), Conv2d(32, 32, 3, 1, 1, True),
@@ -76,13 +85,13 @@ class Wav2Lip(nn.Module):
             Conv2d(256, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0),
         )
         self.face_decoder_blocks = nn.ModuleList([
-            nn.Sequential(Conv2d(512, 512, 1, 1, 0)),
-            nn.Sequential(Conv2dTranspose(1024, 512, 3, 1, 0), Conv2d(512, 512, 3, 1, 1, True)),
-            nn.Sequential(Conv2dTranspose(1024, 512, 3, 2, 1, 1), *[Conv2d(512, 512, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2dTranspose(768, 384, 3, 2, 1, 1), *[Conv2d(384, 384, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2dTranspose(512, 256, 3, 2, 1, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2dTranspose(320, 128, 3, 2, 1, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
-            nn.Sequential(Conv2dTranspose(160, 64, 3, 2, 1, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(2)]),
+            FaceDecoderBlock(Conv2d(512, 512, 1, 1, 0)),
+            FaceDecoderBlock(Conv2dTranspose(1024, 512, 3, 1, 0), Conv2d(512, 512, 3, 1, 1, True)),
+            FaceDecoderBlock(Conv2dTranspose(1024, 512, 3, 2, 1, 1), *[Conv2d(512, 512, 3, 1, 1, True) for _ in range(2)]),
+            FaceDecoderBlock(Conv2dTranspose(768, 384, 3, 2, 1, 1), *[Conv2d(384, 384, 3, 1, 1, True) for _ in range(2)]),
+            FaceDecoderBlock(Conv2dTranspose(512, 256, 3, 2, 1, 1), *[Conv2d(256, 256, 3, 1, 1, True) for _ in range(2)]),
+            FaceDecoderBlock(Conv2dTranspose(320, 128, 3, 2, 1, 1), *[Conv2d(128, 128, 3, 1, 1, True) for _ in range(2)]),
+            FaceDecoderBlock(Conv2dTranspose(160, 64, 3, 2, 1, 1), *[Conv2d(64, 64, 3, 1, 1, True) for _ in range(2)]),
         ])
         self.output_block = nn.Sequential(Conv2d(80, 32, 3, 1, 1), nn.Conv2d(32, 3, 1, 1, 0), nn.Sigmoid())
 
