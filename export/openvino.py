@@ -4,6 +4,8 @@ start from the job's FP32 ONNX export."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -34,7 +36,8 @@ def openvino_int8(job: ExportJob, target: Path) -> Path:
     model = _fp32_model(job)
     in_float = [op.get_friendly_name() for op in model.get_ops() if job.in_float(op.get_friendly_name())]
     ignored = nncf.IgnoredScope(names=in_float, validate=False) if in_float else None
-    with logger_level(logging.WARNING, "nncf"):
+    with logger_level(logging.WARNING, "nncf"), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=ignored)
     openvino.save_model(quantised, str(target), compress_to_fp16=False)
     return target
