@@ -76,11 +76,10 @@ def keep_sensitive_in_float(parity: Callable[[tuple[str, ...]], float], model: n
             kept = (module,)
             break
     ranked = [module for _, module in sorted(gains, reverse=True)]
-    for count in range(2, len(ranked) + 1):
-        if kept is not None:
-            break
+    for count in range(2, len(ranked) + 1 if kept is None else 0):
         if trial(tuple(ranked[:count])) >= goal:
             kept = tuple(ranked[:count])
+            break
     if kept is None:
         return None
     layers = [layer for module in kept for layer in (_parts(model, module) or [module])]
