@@ -197,13 +197,13 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None, threads: in
             break
         spec = FORMATS[key]
         path = (models_dir or Path("exported")) / spec.file_name()
-        if not path.is_file():
-            notes.append(f"{key}: {path} not found; trying the next generator")
-            continue
         wanted = [p for p in profile.providers if p.startswith(ENGINE_OF_FORMAT[spec.format] + ":")]
         usable = [p for p in wanted if p in have]
-        if not usable:
-            notes.append(f"{key}: none of {', '.join(wanted) or 'its engines'} is installed; trying the next generator")
+        if not path.is_file() or not usable:
+            if not found:
+                notes.append(f"{key}: {path} not found; trying the next generator" if not path.is_file() else
+                             f"{key}: none of {', '.join(wanted) or 'its engines'} is installed; "
+                             "trying the next generator")
             continue
         if usable[0] != wanted[0]:
             notes.append(f"{key}: {', '.join(wanted[:wanted.index(usable[0])])} not available here; using {usable[0]}")
