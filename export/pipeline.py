@@ -273,24 +273,28 @@ def _convert_and_check(plan: Plan, spec: ExportFormat, folder: Path) -> tuple[di
 
 
 def _keep_sensitive_in_float(plan: Plan, spec: ExportFormat, folder: Path, quality: float,
-                             progress: Callable[[str], None]) -> tuple[str, ...]:
+                             progress: Callable[[str], None]) -> tuple[tuple[str, ...], tuple]:
     """After a plain INT8 recipe failed parity: the modules of the main network to leave in float
-    so that it passes (its job is left keeping them; the caller restores it), or the failure."""
+    so that it passes, and the conversion with them (its job is left keeping them; the caller
+    restores it), or the failure."""
     part = plan.parts[-1]
     base = part.job
     progress(f"{spec.key}: {quality:.1f} dB against PyTorch with every layer in INT8 (needs "
              f"{spec.min_psnr_db:.0f}); looking for the layers to keep in float")
+    last: dict[tuple[str, ...], tuple] = {}
 
     def parity(modules: tuple[str, ...]) -> float:
         part.job = replace(base, float_modules=modules)
-        return _convert_and_check(plan, spec, folder)[3]
+        last.clear()
+        last[modules] = _convert_and_check(plan, spec, folder)
+        return last[modules][3]
 
     found = keep_sensitive_in_float(parity, base.model, base.float_modules, spec.min_psnr_db, progress)
     if found is None:
         raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch in INT8, "
                               f"needs {spec.min_psnr_db:.0f} dB, and keeping any of its layers in float did not help)")
-    part.job = replace(base, float_modules=found.float_modules)
-    return found.float_modules
+    part.job = replace(base, float_modules=found)
+    return found, last.get(found) or _convert_and_check(plan, spec, folder)
 
 
 def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str, latency: bool,
@@ -300,8 +304,8 @@ def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str
     in_float = main_job.float_modules if spec.precision == "int8" else ()
     if quality < spec.min_psnr_db and spec.precision == "int8":
         try:
-            in_float = _keep_sensitive_in_float(plan, spec, folder, quality, progress)
-            targets, engines, produced, quality = _convert_and_check(plan, spec, folder)
+            in_float, (targets, engines, produced, quality) = _keep_sensitive_in_float(plan, spec, folder, quality,
+                                                                                        progress)
         finally:
             plan.parts[-1].job = main_job
     if not quality >= spec.min_psnr_db:

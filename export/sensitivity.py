@@ -11,7 +11,6 @@ float go in the export report, so nobody ships a half-float model unknowingly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -42,27 +41,16 @@ def _parts(model: nn.Module, path: str) -> list[str]:
     return [f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()]
 
 
-@dataclass(frozen=True)
-class FloatSearch:
-    """What the search kept in float, the parity it reached, and every trial's figure."""
-
-    float_modules: tuple[str, ...]
-    psnr_db: float
-    trials: tuple[tuple[tuple[str, ...], float], ...]
-
-
 def keep_sensitive_in_float(parity: Callable[[tuple[str, ...]], float], model: nn.Module,
                             already: tuple[str, ...], needed_db: float,
-                            progress: Callable[[str], None]) -> FloatSearch | None:
+                            progress: Callable[[str], None]) -> tuple[str, ...] | None:
     """The fewest modules of `model` (in order of sensitivity) to leave in float, besides
     `already`, for `parity(float_modules)` to reach `needed_db` + MARGIN_DB, narrowed down to the
     layers inside them that need it; None if even all modules in float do not reach it."""
     goal = needed_db + MARGIN_DB
-    trials: list[tuple[tuple[str, ...], float]] = []
 
     def trial(kept: tuple[str, ...]) -> float:
         psnr = parity((*already, *kept))
-        trials.append((kept, psnr))
         progress(f"  {', '.join(kept)} in float: {psnr:.1f} dB")
         return psnr
 
@@ -83,12 +71,10 @@ def keep_sensitive_in_float(parity: Callable[[tuple[str, ...]], float], model: n
     if kept is None:
         return None
     layers = [layer for module in kept for layer in (_parts(model, module) or [module])]
-    best = trials[-1][1]
     for layer in list(layers):
         if len(layers) == 1:
             break
         fewer = tuple(other for other in layers if other != layer)
-        psnr = trial(fewer)
-        if psnr >= goal:
-            layers, best = list(fewer), psnr
-    return FloatSearch((*already, *layers), best, tuple(trials))
+        if trial(fewer) >= goal:
+            layers = list(fewer)
+    return (*already, *layers)
