@@ -10,7 +10,7 @@ each side) and re-encoded at CRF 30, and both at once; each attacked copy is sco
 
 from __future__ import annotations
 
-import sys
+import itertools
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge_retalk import watermark
+from edge_retalk.autotune import machine
 from edge_retalk.media import iter_video_frames, probe_face
 
 ATTACK_FRAMES = 125
@@ -53,12 +54,7 @@ def videos(folder: Path, limit: int | None) -> list[Path]:
 
 
 def first_frames(path: Path, count: int) -> list[np.ndarray]:
-    frames = []
-    for frame in iter_video_frames(path):
-        frames.append(frame)
-        if len(frames) >= count:
-            break
-    return frames
+    return list(itertools.islice(iter_video_frames(path), count))
 
 
 @click.command()
@@ -68,8 +64,7 @@ def first_frames(path: Path, count: int) -> list[np.ndarray]:
 def main(data: Path, limit: int | None, work: Path) -> None:
     work.mkdir(exist_ok=True)
     started = time.time()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    cpu = machine()["cpu"]
     for width, height in ((512, 512), (1920, 1080)):
         frame = cv2.resize(first_frames(videos(data / "clips", 1)[0], 1)[0], (width, height))
         times = []
@@ -102,8 +97,7 @@ def main(data: Path, limit: int | None, work: Path) -> None:
         print(f"{name}: found in {sum(s > watermark.THRESHOLD for s in scores)} of {len(scores)} marked clips, "
               f"lowest score {min(scores):.1f}, median {np.median(scores):.1f}")
     print(f"({(time.time() - started) / 60:.1f} min)")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,9 +141,4 @@ def detect_in_frames(frames: list[np.ndarray]) -> WatermarkReading:
 
 def detect(path: Path) -> WatermarkReading:
     """Look for the mark in the first READ_FRAMES frames of a video or in a picture."""
-    frames = []
-    for frame in iter_video_frames(path):
-        frames.append(frame)
-        if len(frames) >= READ_FRAMES:
-            break
-    return detect_in_frames(frames)
+    return detect_in_frames(list(itertools.islice(iter_video_frames(path), READ_FRAMES)))
