@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from . import __version__, watermark
-from .content_credentials import Credentials, SigningKey, configured_signing_key, read_credentials, sign_video
+from .content_credentials import (TRAINED_ALGORITHMIC_MEDIA, Credentials, SigningKey, configured_signing_key,
+                                  read_credentials, sign_video)
 from .errors import EdgeRetalkError
 from .media import check_readable
 
@@ -64,7 +65,8 @@ class Inspection:
     @property
     def synthetic(self) -> bool:
         """Any of the three marks says edge-retalk made it."""
-        generated = any("trainedAlgorithmicMedia" in action for action in self.credentials.actions)
+        source_type = TRAINED_ALGORITHMIC_MEDIA.rsplit("/", 1)[-1]
+        generated = any(source_type in action for action in self.credentials.actions)
         return self.labelled or generated or bool(self.watermark and self.watermark.present)
 
     def as_dict(self) -> dict:

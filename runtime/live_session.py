@@ -15,8 +15,8 @@ from typing import Callable
 
 from .audio_sources import SpeechQueue, open_audio_source
 from .avatar import Avatar
-from .errors import EdgeRetalkError
 from .content_credentials import SigningKey
+from .errors import EdgeRetalkError
 from .labels import SyntheticLabel
 from .learned_generator import is_enrolled
 from .live import LiveOptions, LiveReport, live_driver, require_frames, run_live

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from .audio import SAMPLE_RATE
+from .content_credentials import SigningKey
 from .errors import EdgeRetalkError
 from .generator import RenderOptions
 from .generators import open_generator
-from .content_credentials import SigningKey
 from .labels import SyntheticLabel, draw_watermark
 from .media import PHOTO_FPS, VideoWriter, check_readable, load_audio, probe_face
 from .sources import face_frames
