@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_retalk.generator import RenderOptions
-from edge_retalk.landmarks import MOUTH_CORNERS
-from edge_retalk.media import iter_video_frames, read_image
+from edge_retalk.generators.painted import RenderOptions
+from edge_retalk.face.landmarks import MOUTH_CORNERS
+from edge_retalk.io.media import iter_video_frames, read_image
 from edge_retalk.models import model_path
-from edge_retalk.pipeline import RunOptions, lipsync
-from edge_retalk.tracker import FaceTracker
+from edge_retalk.file_mode import RunOptions, lipsync
+from edge_retalk.face.tracker import FaceTracker
 
 FRAMES = (12, 30, 45, 60, 80, 100)
 SIZE = 128

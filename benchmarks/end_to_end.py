@@ -22,8 +22,8 @@ CASES = {"512x512": "clips/hdtf_wda_aoc_8s.mp4", "1920x1080": "clips/gfpgan_kim_
 CHILD = """
 import json, sys
 from pathlib import Path
-from edge_retalk.pipeline import RunOptions, lipsync
-from edge_retalk.timing import peak_memory_mb
+from edge_retalk.file_mode import RunOptions, lipsync
+from edge_retalk.devices.timing import peak_memory_mb
 face, out, preset, threads = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 report = lipsync(face, face, out, RunOptions(preset=preset, threads=threads))
 print(json.dumps({"frames": report.frames, "seconds": report.seconds,

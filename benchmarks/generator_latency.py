@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import torch
 
-from edge_retalk.export.formats import FORMATS
+from edge_retalk.engines.formats import FORMATS
 from edge_retalk.export.pipeline import export_model
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 import edge_retalk.export.models.lip_shape as network_module
-import edge_retalk.lip_shape as shape_module
+import edge_retalk.audio.lip_shape as shape_module
 from edge_retalk.export.models.lip_shape import COMPONENTS
-from edge_retalk.lip_shape import LOWER_GAP, UPPER_GAP
+from edge_retalk.audio.lip_shape import LOWER_GAP, UPPER_GAP
 from edge_retalk.training import lip_shape as recipe
 
 

@@ -23,18 +23,19 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_retalk.audio import SAMPLE_RATE
+from edge_retalk.audio.features import SAMPLE_RATE
 from edge_retalk.avatar import Avatar, prepare_avatar
-from edge_retalk.labels import synthetic_metadata
-from edge_retalk.live import LiveOptions, LiveReport, RealClock, SimulatedClock, live_driver, run_live
-from edge_retalk.live_outputs import Recorder
-from edge_retalk.media import iter_video_frames, load_audio
-from edge_retalk.metrics import best_lag
+from edge_retalk.provenance.labels import synthetic_metadata
+from edge_retalk.live.clock import RealClock, SimulatedClock
+from edge_retalk.live.loop import LiveOptions, LiveReport, live_driver, run_live
+from edge_retalk.live.outputs import Recorder
+from edge_retalk.io.media import iter_video_frames, load_audio
+from edge_retalk.quality.metrics import best_lag
 from edge_retalk.models import model_path
-from edge_retalk.audio import frame_energy_db
-from edge_retalk.landmarks import mouth_opening
-from edge_retalk.timing import memory_mb
-from edge_retalk.tracker import FaceTracker
+from edge_retalk.audio.features import frame_energy_db
+from edge_retalk.face.landmarks import mouth_opening
+from edge_retalk.devices.timing import memory_mb
+from edge_retalk.face.tracker import FaceTracker
 
 CHUNK = SAMPLE_RATE // 50
 PAUSE_SECONDS = 2.0

@@ -18,7 +18,7 @@ import torch
 
 from edge_retalk.export.checkpoints import load_checkpoint
 from edge_retalk.export.models.mouth_renderer import MouthRenderer
-from edge_retalk.face_frame import CropBox
+from edge_retalk.face.frame import CropBox
 from edge_retalk.training.renderer import (HELD_OUT, contact_sheet, load_footage, reconstruction, region_scores,
                                            torch_runner)
 

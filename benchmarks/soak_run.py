@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_retalk.media import load_audio
+from edge_retalk.io.media import load_audio
 from edge_retalk.models import model_path
-from edge_retalk.pipeline import RunOptions, lipsync
-from edge_retalk.timing import memory_mb
+from edge_retalk.file_mode import RunOptions, lipsync
+from edge_retalk.devices.timing import memory_mb
 
 
 @click.command()

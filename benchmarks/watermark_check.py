@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from edge_retalk import watermark
-from edge_retalk.autotune import machine
-from edge_retalk.media import iter_video_frames, probe_face
+from edge_retalk.devices.autotune import machine
+from edge_retalk.io.media import iter_video_frames, probe_face
 
 ATTACK_FRAMES = 125
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mpg")

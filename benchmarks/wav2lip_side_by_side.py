@@ -31,10 +31,10 @@ REFERENCE = r"""
 import sys, time
 from pathlib import Path
 import av, cv2, numpy as np, torch
-from edge_retalk.audio import log_mel, mel_window
+from edge_retalk.audio.features import log_mel, mel_window
 from edge_retalk.export.checkpoints import load_checkpoint
 from edge_retalk.export.models.wav2lip import FACE_SIZE, Wav2Lip
-from edge_retalk.media import load_audio
+from edge_retalk.io.media import load_audio
 
 clip, checkpoint, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 x0, y0, x1, y1 = map(int, sys.argv[4].split(","))
@@ -85,7 +85,7 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": resource.
 
 
 def cpu_description() -> str:
-    from edge_retalk.autotune import machine
+    from edge_retalk.devices.autotune import machine
 
     found = machine()
     return f"{found['cpu']} ({', '.join(found['isa']) or 'no INT8 instructions'}), {found['cores']} cores"
@@ -102,9 +102,9 @@ def measured(command: list[str]) -> dict:
 
 def face_box_of(clip: Path) -> tuple[int, int, int, int]:
     """The square face box of the clip's first frame, as the runtime cuts it (given to the reference)."""
-    from edge_retalk.media import iter_video_frames
-    from edge_retalk.neural_generator import face_box
-    from edge_retalk.tracker import FaceTracker
+    from edge_retalk.io.media import iter_video_frames
+    from edge_retalk.generators.neural import face_box
+    from edge_retalk.face.tracker import FaceTracker
 
     frame = next(iter(iter_video_frames(clip)))
     points = FaceTracker(25.0)(frame)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import EdgeRetalkError
-from ..media import check_readable
+from ..io.media import check_readable
 
 IGNORED_KEY_PARTS = ("low_res",)
 MAX_CHECKPOINT_BYTES = 4 * 10 ** 9

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..quiet import logger_level
+from ..io.quiet import logger_level
 from .job import ExportJob
 
 OPSET = 17

@@ -9,7 +9,7 @@ import io
 import logging
 from pathlib import Path
 
-from ..quiet import logger_level
+from ..io.quiet import logger_level
 from .job import ExportJob
 from .onnx import onnx_fp32
 

@@ -22,11 +22,11 @@ import torch
 
 from ..engines import open_engine
 from ..errors import EdgeRetalkError
-from ..manifest import Manifest, TensorSpec, sha256_of, write_manifest
+from ..engines.manifest import Manifest, TensorSpec, sha256_of, write_manifest
 from ..quant.calibration import MEL_STEPS, real_inputs
-from ..stream import partial_output
+from ..io.workers import partial_output
 from .checkpoints import load_checkpoint
-from .formats import FORMATS, ExportFormat
+from ..engines.formats import FORMATS, ExportFormat
 from .job import ExportJob
 from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, write_report
 from .sensitivity import keep_sensitive_in_float
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 # instance norms took the whole network to 14-15 dB against PyTorch in every runtime, while
 # ENet's upsampling convolutions, most of the compute, quantise cleanly.
 LNET_FLOAT_MODULES = ("low_res",)
-STATIC_BATCH_FORMATS = {"tflite"}
-
-
 def converter(name: str):
     """The converter function a format row names, e.g. "onnx.onnx_fp16" (imported only when used)."""
     module, function = name.rsplit(".", 1)
@@ -181,7 +178,7 @@ def _single_part_plan(arch: str, model: torch.nn.Module, inputs: np.ndarray, inp
 
 def lip_shape_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
                    speech: Path | None) -> Plan:
-    from ..lip_shape import MEL_STEPS as SHAPE_MEL_STEPS
+    from ..audio.lip_shape import MEL_STEPS as SHAPE_MEL_STEPS
     from ..quant.calibration import shape_inputs
     from .models.lip_shape import LipShapeNet
 
@@ -194,7 +191,7 @@ def lip_shape_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_chec
 
 def mouth_renderer_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
                         speech: Path | None) -> Plan:
-    from ..face_frame import CropBox
+    from ..face.frame import CropBox
     from ..quant.calibration import renderer_inputs
     from .models.mouth_renderer import MouthRenderer
 
@@ -222,7 +219,7 @@ def _engine_call(engine) -> Callable:
 
 def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source_sha: str, out_dir: Path,
                     style_encoder: Path | None) -> None:
-    batch = 1 if spec.format in STATIC_BATCH_FORMATS else "batch"
+    batch = 1 if spec.static_batch else "batch"
     own = [part.job.input_names, part.job.output_names]
     companions = {f.name: sha256_of(f) for f in artefact_files(target)[1:]}
     if style_encoder is not None:
@@ -321,7 +318,7 @@ def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str
     main = targets[plan.parts[-1].arch]
     batch1_ms = median_latency_ms(plan.per_frame(run, first)) if latency else float("nan")
     batch8_ms = median_latency_ms(plan.per_frame(run, batch8)) \
-        if latency and spec.format not in STATIC_BATCH_FORMATS else float("nan")
+        if latency and not spec.static_batch else float("nan")
     return ArtefactReport(spec.key, main.name, sum(f.stat().st_size for f in written) / 1e6, quality,
                           float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms, in_float)
 

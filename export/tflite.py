@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from ..quiet import logger_level, native_stderr_silenced
+from ..io.quiet import logger_level, native_stderr_silenced
 from .job import ExportJob
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import log_mel
+from ..audio.features import log_mel
 from ..errors import EdgeRetalkError
-from ..media import iter_video_frames, load_audio, probe_face
-from ..neural_generator import face_box, wav2lip_inputs
-from ..tracker import FaceTracker
+from ..io.media import iter_video_frames, load_audio, probe_face
+from ..generators.neural import face_box, wav2lip_inputs
+from ..face.tracker import FaceTracker
 
 MEL_STEPS = 16
 
@@ -57,7 +57,7 @@ def tracked_frames(video: Path, limit: int):
 def shape_inputs(video: Path, limit: int, speech: Path | None = None) -> np.ndarray:
     """Lip-shape network inputs (normalised log-mel windows) for the frames of a real video (its
     speech from its sound track, or `speech`)."""
-    from ..lip_shape import mel_windows
+    from ..audio.lip_shape import mel_windows
 
     info = probe_face(video)
     fps = float(info.fps)
@@ -71,8 +71,8 @@ def shape_inputs(video: Path, limit: int, speech: Path | None = None) -> np.ndar
 def renderer_inputs(video: Path, template: np.ndarray, crop, limit: int) -> np.ndarray:
     """Mouth-renderer inputs for real frames: each frame's crop with the area around its lips (and
     the first frame's) blanked, the first frame as reference, and the frame's own lip shape."""
-    from ..lip_shape import canonical_shape
-    from ..mouth_render_inputs import crop_of, network_input, repaint_mask, shape_raster
+    from ..audio.lip_shape import canonical_shape
+    from ..generators.render_inputs import crop_of, network_input, repaint_mask, shape_raster
 
     found, _ = tracked_frames(video, limit)
     reference = crop_of(found[0][1], found[0][2], template, crop)[0]

@@ -14,8 +14,8 @@ try:
 except PackageNotFoundError:
     __version__ = "0.0.0"
 
+from .api import LipSync, LiveFrame, LiveStream  # noqa: E402
 from .avatar import prepare_avatar  # noqa: E402
-from .generator import RenderOptions  # noqa: E402
-from .pipeline import RunOptions, RunReport, lipsync  # noqa: E402
+from .file_mode import RunReport  # noqa: E402
 
-__all__ = ["EdgeRetalkError", "RenderOptions", "RunOptions", "RunReport", "__version__", "lipsync", "prepare_avatar"]
+__all__ = ["EdgeRetalkError", "LipSync", "LiveFrame", "LiveStream", "RunReport", "__version__", "prepare_avatar"]

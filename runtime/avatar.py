@@ -25,12 +25,13 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeRetalkError
-from .idle_motion import animate_photo
-from .manifest import sha256_of
-from .media import FaceInfo, VideoWriter, apply_umask, check_readable, iter_video_frames, probe_face, read_image
-from .sources import FrameCache, ping_pong_index
-from .stream import partial_output, raise_if_interrupted
-from .tracker import FaceTracker
+from .face.idle_motion import animate_photo
+from .engines.manifest import sha256_of
+from .io.media import FaceInfo, check_readable, iter_video_frames, probe_face, read_image
+from .io.video_writer import VideoWriter, apply_umask
+from .io.face_sources import FrameCache, ping_pong_index
+from .io.workers import partial_output, raise_if_interrupted
+from .face.tracker import FaceTracker
 
 BUNDLE_VERSION = 1
 DEFAULT_LOOP_SECONDS = 10.0

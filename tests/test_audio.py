@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import manifest
-from edge_retalk.audio import frame_energy_db, log_mel, mel_window, mel_window_start
+from edge_retalk.audio.features import frame_energy_db, log_mel, mel_window, mel_window_start
 from edge_retalk.errors import EdgeRetalkError
-from edge_retalk.media import load_audio
+from edge_retalk.io.media import load_audio
 
 SPEECH = [row for row in manifest("speech")]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge_retalk.media import read_image
+from edge_retalk.io.media import read_image
 
 
 def assert_refused(result, tmp_path: Path, expected: str, keep: set[str] = frozenset()) -> None:
@@ -174,7 +174,7 @@ def test_ctrl_c_leaves_no_partial_output(data, tmp_path, stop):
 STUCK_RUN = """
 import signal, sys, time
 from pathlib import Path
-from edge_retalk.stream import force_stop_later, mark_partial
+from edge_retalk.io.workers import force_stop_later, mark_partial
 partial = Path(sys.argv[1])
 partial.write_bytes(b"half a video")
 mark_partial(partial)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge_retalk.media import iter_video_frames, load_audio
+from edge_retalk.io.media import iter_video_frames, load_audio
 
 
 def write_audio(path: Path, samples: np.ndarray, rate: int, codec: str = "pcm_s16le", layout: str | None = None) -> Path:
@@ -206,8 +206,8 @@ def test_an_hour_of_audio_keeps_memory_bounded(tmp_path):
     hour = tmp_path / "hour.wav"
     envelope = np.repeat(rng.random(3600 * 4) > 0.3, 4000).astype(np.float32)
     write_audio(hour, rng.standard_normal(3600 * 16000).astype(np.float32) * 0.1 * envelope, 16000)
-    code = ("from pathlib import Path; from edge_retalk.media import load_audio; "
-            "from edge_retalk.generator import PaintedGenerator; from edge_retalk.timing import peak_memory_mb; "
+    code = ("from pathlib import Path; from edge_retalk.io.media import load_audio; "
+            "from edge_retalk.generators.painted import PaintedGenerator; from edge_retalk.devices.timing import peak_memory_mb; "
             f"s = load_audio(Path('{hour}')); o = PaintedGenerator().prepare(s, 25.0, 90000); "
             "print(len(o), int(peak_memory_mb()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge_retalk.audio import frame_energy_db
-from edge_retalk.evaluate import measure_pair, own_audio, pair_metrics
-from edge_retalk.media import iter_video_frames, load_audio, probe_face
-from edge_retalk.mouth_model import silence_mask
-from edge_retalk.pipeline import RunOptions, lipsync
+from edge_retalk.audio.features import frame_energy_db
+from edge_retalk.quality.evaluate import measure_pair, own_audio, pair_metrics
+from edge_retalk.io.media import iter_video_frames, load_audio, probe_face
+from edge_retalk.audio.mouth_opening import silence_mask
+from edge_retalk.file_mode import RunOptions, lipsync
 
 SYNCED_CLIPS = ["grid_lbbc2a.mpg", "vexpress_aoc_gt_4s.mp4", "retalking_face3_5s.mp4"]
 
@@ -112,7 +112,7 @@ def test_eval_needs_clips_or_a_generated_video(tmp_path):
 
 
 def test_energy_lag_metric_on_synthetic_series():
-    from edge_retalk.metrics import best_lag
+    from edge_retalk.quality.metrics import best_lag
     rng = np.random.default_rng(0)
     energy = np.convolve(rng.normal(size=200), np.ones(4) / 4, mode="same") * 10 - 30
     opening = np.roll(energy, 3)

@@ -14,8 +14,8 @@ from conftest import run_cli  # noqa: E402
 from edge_retalk.errors import EdgeRetalkError  # noqa: E402
 from edge_retalk.export.checkpoints import load_checkpoint, read_state_dict  # noqa: E402
 from edge_retalk.export.models.wav2lip import Wav2Lip  # noqa: E402
-from edge_retalk.manifest import load_manifest  # noqa: E402
-from edge_retalk.media import iter_video_frames  # noqa: E402
+from edge_retalk.engines.manifest import load_manifest  # noqa: E402
+from edge_retalk.io.media import iter_video_frames  # noqa: E402
 from official_layout import LAYOUTS, write_official  # noqa: E402
 
 
@@ -262,7 +262,7 @@ def test_a_failed_re_export_leaves_the_earlier_artefact_whole(tmp_path, data, mo
     from dataclasses import replace
 
     from edge_retalk.export import pipeline
-    from edge_retalk.manifest import load_manifest
+    from edge_retalk.engines.manifest import load_manifest
     from edge_retalk.models import model_path
 
     out_dir, calib = tmp_path / "exported", data / "clips" / "grid_bbaf2n.mpg"

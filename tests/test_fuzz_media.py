@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import SHARED_DATA
 from edge_retalk.errors import EdgeRetalkError
-from edge_retalk.media import iter_video_frames, load_audio, probe_face, read_image
+from edge_retalk.io.media import iter_video_frames, load_audio, probe_face, read_image
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"

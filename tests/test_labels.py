@@ -9,8 +9,8 @@ import numpy as np
 
 from conftest import run_cli
 from edge_retalk import watermark
-from edge_retalk.content_credentials import new_certificate_chain
-from edge_retalk.media import iter_video_frames, probe_face
+from edge_retalk.provenance.content_credentials import new_certificate_chain
+from edge_retalk.io.media import iter_video_frames, probe_face
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from watermark_check import videos, write_video  # noqa: E402

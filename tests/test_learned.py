@@ -10,14 +10,14 @@ import pytest
 
 from conftest import run_cli
 from edge_retalk.engines import open_engine
-from edge_retalk.landmarks import SHAPE_POINTS
-from edge_retalk.learned_generator import LearnedGenerator
-from edge_retalk.lip_shape import canonical_shape, mel_windows, shape_opening
-from edge_retalk.audio import log_mel
-from edge_retalk.manifest import load_manifest
-from edge_retalk.media import iter_video_frames, load_audio
+from edge_retalk.face.landmarks import SHAPE_POINTS
+from edge_retalk.generators.learned import LearnedGenerator
+from edge_retalk.audio.lip_shape import canonical_shape, mel_windows, shape_opening
+from edge_retalk.audio.features import log_mel
+from edge_retalk.engines.manifest import load_manifest
+from edge_retalk.io.media import iter_video_frames, load_audio
 from edge_retalk.models import model_path
-from edge_retalk.tracker import FaceTracker
+from edge_retalk.face.tracker import FaceTracker
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(tmp_path
 
 def test_the_fastest_renderer_form_is_measured_once_per_machine_and_shown(tmp_path, monkeypatch):
     from edge_retalk import autotune
-    from edge_retalk.learned_generator import RENDERER_FORMS
+    from edge_retalk.generators.learned import RENDERER_FORMS
 
     monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path))
     forms = [model_path(name) for name in RENDERER_FORMS]
@@ -152,7 +152,7 @@ def test_without_openvino_its_renderer_form_is_skipped_and_runs_still_work(tmp_p
 def test_shipped_int8_renderers_paint_what_the_float_one_paints(data, form):
     """On real frames of a speaker the renderer never trained on, the INT8 forms' mouths stay
     within 30 dB of the FP32 renderer's (what the export report measured on crops)."""
-    from edge_retalk.learned_generator import LearnedOptions
+    from edge_retalk.generators.learned import LearnedOptions
 
     frames = list(iter_video_frames(data / "clips" / "geneface_may_5s.mp4"))[:40:8]
     tracker = FaceTracker(25.0, smooth=False)
@@ -174,7 +174,7 @@ def test_the_learned_renderer_keeps_the_face_own_lips_sharp_and_moving(data, tmp
     sharp as in the photo) where the network alone paints a soft mouth; the face mesh sees the
     mouth move with the speech."""
     import edge_retalk
-    from edge_retalk.landmarks import LIPS, mouth_opening
+    from edge_retalk.face.landmarks import LIPS, mouth_opening
 
     photo = data / "portraits" / "photo_lp_s1.jpg"
     tracker = FaceTracker(25.0, smooth=False)
@@ -187,8 +187,7 @@ def test_the_learned_renderer_keeps_the_face_own_lips_sharp_and_moving(data, tmp
     found = {}
     for renderer in ("learned", "network"):
         video = tmp_path / f"{renderer}.mp4"
-        edge_retalk.lipsync(photo, data / "speech" / "echomimic_en.wav", video,
-                            edge_retalk.RunOptions(render=edge_retalk.RenderOptions(renderer=renderer)))
+        edge_retalk.LipSync(renderer=renderer).run(photo, data / "speech" / "echomimic_en.wav", video)
         frames = list(iter_video_frames(video))[::4]
         found[renderer] = (np.median([sharpness(f) for f in frames]),
                            np.std([float(mouth_opening(tracker(f))) for f in frames]))

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge_retalk.audio import SAMPLE_RATE
-from edge_retalk.evaluate import score_generated
-from edge_retalk.landmarks import face_height, mouth_opening
-from edge_retalk.media import iter_video_frames, load_audio, probe_face
-from edge_retalk.tracker import FaceTracker
+from edge_retalk.audio.features import SAMPLE_RATE
+from edge_retalk.quality.evaluate import score_generated
+from edge_retalk.face.landmarks import face_height, mouth_opening
+from edge_retalk.io.media import iter_video_frames, load_audio, probe_face
+from edge_retalk.face.tracker import FaceTracker
 
 AVATAR_CLIP = "geneface_may_5s.mp4"
 LONG_SPEECH = "musetalk_eng_60s.wav"
@@ -111,8 +111,8 @@ def test_prepare_refuses_to_overwrite_and_faceless_input(avatar, tmp_path, data)
 
 def test_live_never_runs_face_detection(avatar, data, tmp_path, monkeypatch):
     from edge_retalk import tracker
-    from edge_retalk.live import LiveOptions
-    from edge_retalk.live_session import LiveSetup, run_session
+    from edge_retalk.live.loop import LiveOptions
+    from edge_retalk.live.session import LiveSetup, run_session
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("live mode ran the face tracker")
@@ -305,7 +305,7 @@ def serving_live(avatar, speech, address: str, *extra):
 def test_idle_and_vanishing_stream_clients_cannot_pile_up(avatar, data, tmp_path):
     """150 clients that connect and send nothing take no thread each and are timed out; a client
     that resets mid-stream leaves no traceback; afterwards a normal client is served."""
-    from edge_retalk.live_server import CLIENT_TIMEOUT_SECONDS
+    from edge_retalk.live.server import CLIENT_TIMEOUT_SECONDS
 
     port = free_port()
     with serving_live(avatar, data / "speech" / LONG_SPEECH, f"127.0.0.1:{port}") as live:
@@ -494,7 +494,7 @@ def eye_likeness(video: Path) -> np.ndarray:
     """Per frame, how much both eyes look like they do in most frames (normalised correlation of
     the eye regions, located by the face mesh, with their median): it dips when the lids close.
     (The 468-point mesh itself barely moves its lids for a shut eye: 0.30 to 0.29 of eye width.)"""
-    from edge_retalk.idle_motion import LEFT_EYE, RIGHT_EYE
+    from edge_retalk.face.idle_motion import LEFT_EYE, RIGHT_EYE
     tracker, patches = FaceTracker(FPS, smooth=False), []
     for frame in iter_video_frames(video):
         points, gray, pair = tracker(frame), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32), []

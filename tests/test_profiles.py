@@ -10,9 +10,9 @@ import pytest
 
 from conftest import run_cli
 from edge_retalk.errors import EdgeRetalkError
-from edge_retalk.export.formats import FORMATS
+from edge_retalk.engines.formats import FORMATS
 from edge_retalk.engines import open_engine
-from edge_retalk.profiles import PROVIDERS, choose_generator, load_profile, profiles, provider_options, resolve
+from edge_retalk.devices.profiles import PROVIDERS, choose_generator, load_profile, profiles, provider_options, resolve
 
 BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "jetson-nano", "intel-nuc", "intel-n100", "rpi5", "rk3588",
           "generic-x86-64", "generic-arm64"}
@@ -84,7 +84,7 @@ def test_devices_lists_profiles_and_what_runs_here():
     assert "auto picks:" in result.stdout
 
 
-def test_tensorrt_options_come_from_the_profile_and_fall_back_to_the_cpu(tmp_path):
+def test_tensorrt_options_come_from_the_profile_and_a_missing_accelerator_is_never_silent(tmp_path):
     jetson, _ = resolve("jetson")
     assert provider_options(jetson, "onnxruntime:tensorrt") == {
         "trt_fp16_enable": "True", "trt_engine_cache_enable": "True",
@@ -98,8 +98,10 @@ def test_tensorrt_options_come_from_the_profile_and_fall_back_to_the_cpu(tmp_pat
     model = tmp_path / "relu.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
     cache = tmp_path / "trt-cache"
-    engine = open_engine(model, 1, "onnxruntime:tensorrt", dict(provider_options(jetson, "onnxruntime:tensorrt"),
-                                                                trt_engine_cache_path=str(cache)))
-    assert engine.providers == ["CPUExecutionProvider"], "TensorRT is not installed here"
+    with pytest.raises(EdgeRetalkError, match="onnxruntime:tensorrt is not available"):
+        open_engine(model, 1, "onnxruntime:tensorrt", dict(provider_options(jetson, "onnxruntime:tensorrt"),
+                                                           trt_engine_cache_path=str(cache)))
+    engine = open_engine(model, 1)
+    assert engine.provider == "onnxruntime:cpu"
     out = engine.run({"x": np.array([[-1.0, 0.0, 2.0, -3.0]], np.float32)})["y"]
     assert out.tolist() == [[0.0, 0.0, 2.0, 0.0]]

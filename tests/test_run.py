@@ -15,13 +15,14 @@ import pytest
 
 from conftest import manifest, run_cli
 from edge_retalk import watermark
-from edge_retalk.compositor import mouth_region
-from edge_retalk.generator import PaintedGenerator
-from edge_retalk.learned_generator import LearnedGenerator
-from edge_retalk.lip_shape import shape_opening
-from edge_retalk.landmarks import mouth_opening
-from edge_retalk.media import VideoWriter, iter_video_frames, load_audio
-from edge_retalk.tracker import FaceTracker
+from edge_retalk.generators.compositor import mouth_region
+from edge_retalk.generators.painted import PaintedGenerator
+from edge_retalk.generators.learned import LearnedGenerator
+from edge_retalk.audio.lip_shape import shape_opening
+from edge_retalk.face.landmarks import mouth_opening
+from edge_retalk.io.media import iter_video_frames, load_audio
+from edge_retalk.io.video_writer import VideoWriter
+from edge_retalk.face.tracker import FaceTracker
 
 CLIPS = [row["file"] for row in manifest("clips")]
 ONE_FACE_PORTRAITS = [row["file"] for row in manifest("portraits")
@@ -177,7 +178,7 @@ def test_face_less_frames_pass_through_and_are_counted(data, tmp_path):
 
 
 def test_run_never_imports_torch(data, tmp_path):
-    code = ("import sys; from pathlib import Path; from edge_retalk.pipeline import lipsync; "
+    code = ("import sys; from pathlib import Path; from edge_retalk.file_mode import lipsync; "
             f"lipsync(Path('{data}/portraits/photo_einstein.png'), Path('{data}/speech/{SHORT_SPEECH}'), "
             f"Path('{tmp_path}/o.mp4')); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -232,7 +233,7 @@ def test_python_api_takes_plain_string_paths(tmp_path, face, speech):
     import edge_retalk
 
     out = tmp_path / "api.mp4"
-    report = edge_retalk.lipsync(str(face), str(speech), str(out), edge_retalk.RunOptions(threads=2))
+    report = edge_retalk.LipSync(threads=2).run(str(face), str(speech), str(out))
     assert report.output == out and report.frames == video_facts(out)["frames"] > 0
     bundle = edge_retalk.prepare_avatar(str(face), str(tmp_path / "avatar"))
     assert (tmp_path / "avatar" / "avatar.json").is_file() and bundle.frames_with_face == bundle.frames > 0

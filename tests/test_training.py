@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge_retalk.manifest import load_manifest
-from edge_retalk.media import iter_video_frames, load_audio
+from edge_retalk.engines.manifest import load_manifest
+from edge_retalk.io.media import iter_video_frames, load_audio
 from test_broken_inputs import write_audio, write_video
 from test_run import video_facts
 

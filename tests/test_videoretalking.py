@@ -19,8 +19,8 @@ from edge_retalk.errors import EdgeRetalkError  # noqa: E402
 from edge_retalk.export.checkpoints import load_checkpoint  # noqa: E402
 from edge_retalk.export.models.enet import ENet, ModulatedConv2d  # noqa: E402
 from edge_retalk.export.models.lnet import FourierUnit, LayerNorm2d, LNet, fold_spectral_norm  # noqa: E402
-from edge_retalk.manifest import load_manifest  # noqa: E402
-from edge_retalk.media import iter_video_frames, load_audio  # noqa: E402
+from edge_retalk.engines.manifest import load_manifest  # noqa: E402
+from edge_retalk.io.media import iter_video_frames, load_audio  # noqa: E402
 from official_layout import LAYOUTS  # noqa: E402
 
 
@@ -188,13 +188,13 @@ def test_export_then_run_each_target(data, tmp_path, checkpoints):
         height = frames[0].shape[0]
         assert rows_changed.size and rows_changed.min() > 0.35 * height, "only the lip region may change"
 
-    from edge_retalk.neural_generator import NeuralGenerator
+    from edge_retalk.generators.neural import NeuralGenerator
 
     generator = NeuralGenerator(out_dir / "videoretalking.fp32.onnx")
     calls = []
     run_style = generator.style_engine.run
     generator.style_engine.run = lambda feeds: calls.append(1) or run_style(feeds)
-    from edge_retalk.tracker import FaceTracker
+    from edge_retalk.face.tracker import FaceTracker
 
     tracker = FaceTracker(25.0)
     frames = [frame for _, frame in zip(range(3), iter_video_frames(clip))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio.features import SAMPLE_RATE
 
 
 def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:

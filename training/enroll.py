@@ -29,13 +29,13 @@ from ..export.checkpoints import load_checkpoint
 from ..export.models.lip_shape import LipShapeNet
 from ..export.models.mouth_renderer import MouthRenderer
 from ..export.pipeline import export_model
-from ..face_frame import CropBox
-from ..lip_shape import ShapeSpace, canonical_shape, shape_opening
-from ..media import check_readable, has_audio, probe_face, iter_video_frames
+from ..face.frame import CropBox
+from ..audio.lip_shape import ShapeSpace, canonical_shape, shape_opening
+from ..io.media import check_readable, has_audio, probe_face, iter_video_frames
 from ..models import model_path
-from ..mouth_model import silence_mask
-from ..stream import raise_if_interrupted
-from ..tracker import FaceDetector
+from ..audio.mouth_opening import silence_mask
+from ..io.workers import raise_if_interrupted
+from ..face.tracker import FaceDetector
 from .footage import Clip, measure
 from .lip_shape import closed_offset, recording_of, score, targets
 from .state import resume_state, save_state

@@ -23,11 +23,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..face_frame import CropBox, mean_template
-from ..landmarks import STABLE_POINTS
-from ..media import iter_video_frames, load_audio, probe_face
-from ..mouth_render_inputs import crop_of
-from ..tracker import FaceTracker
+from ..face.frame import CropBox, mean_template
+from ..face.landmarks import STABLE_POINTS
+from ..io.media import iter_video_frames, load_audio, probe_face
+from ..generators.render_inputs import crop_of
+from ..face.tracker import FaceTracker
 
 SETS = ("clips", "train", "long")
 EXCLUDED = {

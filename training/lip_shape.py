@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from ..audio import log_mel
-from ..lip_shape import LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, mean_spectrum, mel_windows, shape_opening
-from ..mouth_model import silence_mask, smooth_track
+from ..audio.features import log_mel
+from ..audio.lip_shape import LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, mean_spectrum, mel_windows, shape_opening
+from ..audio.mouth_opening import silence_mask, smooth_track
 from ..export.models.lip_shape import COMPONENTS, LipShapeNet
 from .augment import augmented_versions
 from .state import resume_state, save_state

@@ -26,13 +26,13 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..export.models.mouth_renderer import MouthRenderer
-from ..face_frame import CropBox
-from ..generator import MouthRenderer as PaintedRenderer
-from ..landmarks import mouth_opening
-from ..lip_shape import canonical_shape
-from ..metrics import apply, psnr, ssim
+from ..face.frame import CropBox
+from ..generators.painted import MouthRenderer as PaintedRenderer
+from ..face.landmarks import mouth_opening
+from ..audio.lip_shape import canonical_shape
+from ..quality.metrics import apply, psnr, ssim
 from .state import resume_state, save_state
-from ..mouth_render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster
+from ..generators.render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster
 
 SEED = 1234
 BATCH = 16

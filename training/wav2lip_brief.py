@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from ..audio import log_mel
+from ..audio.features import log_mel
 from ..export.models.wav2lip import FACE_SIZE, Wav2Lip
-from ..media import iter_video_frames
-from ..neural_generator import face_box, wav2lip_inputs
-from ..profiles import read_system_file
+from ..io.media import iter_video_frames
+from ..generators.neural import face_box, wav2lip_inputs
+from ..devices.profiles import read_system_file
 from ..quant.calibration import MEL_STEPS
 from .state import resume_state, save_state
 

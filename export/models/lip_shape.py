@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...lip_shape import MEL_STEPS
-from ...landmarks import SHAPE_POINTS, STABLE_POINTS
+from ...audio.lip_shape import MEL_STEPS
+from ...face.landmarks import SHAPE_POINTS, STABLE_POINTS
 
 N_MELS = 80
 COMPONENTS = 8

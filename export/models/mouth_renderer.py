@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...landmarks import STABLE_POINTS
+from ...face.landmarks import STABLE_POINTS
 
 IN_CHANNELS = 10
 ROWS, WIDTH = 96, 128

@@ -1,33 +1,56 @@
-"""Inference engines, one module per runtime, chosen by the model file's format."""
+"""Inference engines, one module per runtime, chosen by the model file's format.
+
+Every engine is an `Engine`: named float32 arrays in, named arrays out, and the provider it
+really runs on. An engine never falls back silently: asked for an accelerator it cannot use, it
+raises, and the caller (a board profile walking its preferences) says so and steps down."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from ..errors import EdgeRetalkError
+from .formats import ENGINE_OF_FORMAT, SUFFIX_OF_FORMAT, format_of
 
 
-ORT_PROVIDERS = {"onnxruntime:tensorrt": "TensorrtExecutionProvider", "onnxruntime:cuda": "CUDAExecutionProvider",
-                 "onnxruntime:openvino": "OpenVINOExecutionProvider", "onnxruntime:cpu": "CPUExecutionProvider"}
+class Engine(Protocol):
+    """What every engine offers."""
+
+    name: str
+    provider: str
+    """The engine:accelerator it actually runs on ("onnxruntime:cpu", "openvino:gpu", ...)."""
+
+    @property
+    def input_names(self) -> list[str]: ...
+
+    @property
+    def output_names(self) -> list[str]: ...
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def open_engine(model: Path, threads: int = 1, provider: str | None = None, options: dict[str, str] | None = None):
+ENGINES = {"onnxruntime": "onnxruntime.OnnxRuntimeEngine", "openvino": "openvino.OpenVINOEngine",
+           "litert": "litert.LiteRTEngine"}
+"""Engine name -> its class in this package (imported only when used)."""
+
+
+def open_engine(model: Path, threads: int = 1, provider: str | None = None,
+                options: dict[str, str] | None = None) -> Engine:
     """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT),
-    on `provider` ("onnxruntime:cuda", "openvino:gpu", ...) or the CPU; `options` go to that
-    provider (e.g. TensorRT's FP16 and engine cache)."""
-    if model.suffix == ".onnx":
-        from .onnxruntime import OnnxRuntimeEngine
-        chosen = (ORT_PROVIDERS[provider],) if provider in ORT_PROVIDERS else ()
-        return OnnxRuntimeEngine(model, threads, tuple(dict.fromkeys(chosen + ("CPUExecutionProvider",))),
-                                 options if chosen else None)
-    if model.suffix == ".xml":
-        from .openvino import OpenVINOEngine
-        device = provider.split(":")[1].upper() if provider and provider.startswith("openvino:") else "CPU"
-        return OpenVINOEngine(model, threads, device)
-    if model.suffix == ".tflite":
-        from .litert import LiteRTEngine
-        return LiteRTEngine(model, threads)
-    raise EdgeRetalkError(f"{model}: no engine for {model.suffix or 'this'} files (use .onnx, .xml or .tflite)")
+    on `provider` ("onnxruntime:cuda", "openvino:gpu", ...; default: the engine's CPU path);
+    `options` go to that provider (e.g. TensorRT's FP16 and engine cache)."""
+    fmt = format_of(model)
+    if fmt is None:
+        raise EdgeRetalkError(f"{model}: no engine for {model.suffix or 'this'} files "
+                              f"(use {', '.join(SUFFIX_OF_FORMAT.values())})")
+    engine = ENGINE_OF_FORMAT[fmt]
+    if provider is not None and not provider.startswith(engine + ":"):
+        raise EdgeRetalkError(f"{model}: {provider} cannot run {model.suffix} files (its engine is {engine})")
+    module, cls = ENGINES[engine].rsplit(".", 1)
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(model, threads, provider, options)
 
 
 MAX_INPUT_ELEMENTS = 64 * 1024 * 1024
@@ -37,7 +60,7 @@ def open_model(model: Path, threads: int = 1, provider: str | None = None, optio
     """A model's manifest and an engine running it, after checking that they describe the same
     network: the tensor names agree and no input asks for more than `MAX_INPUT_ELEMENTS` per frame
     (a tampered manifest fails here with one line, not mid-run with an engine traceback)."""
-    from ..manifest import load_manifest
+    from .manifest import load_manifest
 
     manifest, file = load_manifest(model)
     for spec in manifest.inputs:

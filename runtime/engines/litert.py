@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeRetalkError
-from ..quiet import native_stderr_silenced
+from ..io.quiet import native_stderr_silenced
 
 
 class LiteRTEngine:
@@ -15,11 +15,15 @@ class LiteRTEngine:
 
     name = "litert"
 
-    def __init__(self, model: Path, threads: int = 1):
+    def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
+                 options: dict[str, str] | None = None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise EdgeRetalkError("LiteRT is not installed: pip install ai-edge-litert") from exc
+        self.provider = provider or "litert:xnnpack"
+        if self.provider != "litert:xnnpack":
+            raise EdgeRetalkError(f"{self.provider}: LiteRT runs here only on its CPU path (litert:xnnpack)")
         with native_stderr_silenced():
             self._interpreter = Interpreter(model_path=str(model), num_threads=threads)
             self._interpreter.allocate_tensors()

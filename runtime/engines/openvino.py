@@ -17,13 +17,19 @@ class OpenVINOEngine:
 
     name = "openvino"
 
-    def __init__(self, model: Path, threads: int = 1, device: str = "CPU", precision_hint: str = "f32"):
+    def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
+                 options: dict[str, str] | None = None, precision_hint: str = "f32"):
         try:
             import openvino
         except ImportError as exc:
             raise EdgeRetalkError("OpenVINO is not installed: pip install openvino") from exc
+        self.provider = provider or "openvino:cpu"
+        device = self.provider.split(":", 1)[1].upper()
         core = openvino.Core()
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision_hint}
+        if device not in {d.split(".")[0] for d in core.available_devices}:
+            raise EdgeRetalkError(f"{self.provider}: OpenVINO has no {device} device here "
+                                  f"(it has {', '.join(core.available_devices)})")
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision_hint, **(options or {})}
         try:
             self._compiled = core.compile_model(str(model), device, config)
         except RuntimeError as exc:

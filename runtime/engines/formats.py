@@ -1,0 +1,58 @@
+"""The table of model formats: one named row per format and precision, the facts about each in one place.
+
+A row says where the artefact is written and looked for, which engine runs it, whether its batch
+is fixed at export time, and (for the export toolchain) which converter makes it and the parity it
+must reach against PyTorch FP32 on held-out real inputs before it is kept. The runtime reads the
+same rows to open, choose and autotune artefacts, so the two sides cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+SUFFIX_OF_FORMAT = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
+STATIC_BATCH_FORMATS = {"tflite"}
+"""Formats whose batch size is part of the converted graph (LiteRT): one artefact per batch."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    key: str
+    format: str
+    precision: str
+    converter: str
+    min_psnr_db: float
+
+    @property
+    def suffix(self) -> str:
+        return SUFFIX_OF_FORMAT[self.format]
+
+    @property
+    def engine(self) -> str:
+        return ENGINE_OF_FORMAT[self.format]
+
+    @property
+    def static_batch(self) -> bool:
+        return self.format in STATIC_BATCH_FORMATS
+
+    def file_name(self, arch: str = "wav2lip") -> str:
+        """Where this target is written in an export folder, and where profiles look for it."""
+        return f"{arch}.{self.precision}{self.suffix}"
+
+
+FORMATS = {row.key: row for row in (
+    ExportFormat("onnx:fp32", "onnx", "fp32", "onnx.onnx_fp32", 60.0),
+    ExportFormat("onnx:fp16", "onnx", "fp16", "onnx.onnx_fp16", 45.0),
+    ExportFormat("onnx:int8", "onnx", "int8", "onnx.onnx_int8", 30.0),
+    ExportFormat("openvino:fp16", "openvino", "fp16", "openvino.openvino_fp16", 45.0),
+    ExportFormat("openvino:int8", "openvino", "int8", "openvino.openvino_int8", 30.0),
+    ExportFormat("tflite:fp32", "tflite", "fp32", "tflite.tflite_fp32", 60.0),
+    ExportFormat("tflite:fp16", "tflite", "fp16", "tflite.tflite_fp16", 45.0),
+    ExportFormat("tflite:int8", "tflite", "int8", "tflite.tflite_int8", 30.0),
+)}
+
+
+def format_of(model: Path) -> str | None:
+    """The format of a model file, from its suffix (None when no engine reads it)."""
+    return next((name for name, suffix in SUFFIX_OF_FORMAT.items() if model.suffix == suffix), None)

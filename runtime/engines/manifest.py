@@ -1,0 +1,112 @@
+"""The manifest beside every exported model: what the runtime needs to run it, never guessed.
+
+`model.onnx` has `model.onnx.json` beside it. Unknown fields are rejected, paths must stay inside
+the manifest's folder, and the model file and its companions (an OpenVINO IR's .bin) must match
+their recorded checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import EdgeRetalkError
+
+MANIFEST_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: list
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One exported network: format, precision, tensors and the conventions of its inputs.
+    `style_encoder` names the network a VideoReTalking generator needs once per reference (its
+    file is among the checksummed companions); `metadata` holds our own models' constants."""
+
+    arch: str
+    format: str
+    precision: str
+    file: str
+    sha256: str
+    companions: dict[str, str]
+    source_sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    layout: str
+    colour_order: str
+    value_range: list[float]
+    face_size: int
+    mel_steps: int
+    exporter: str
+    style_encoder: str = ""
+    metadata: dict = field(default_factory=dict)
+    """Constants the runtime needs beside the network (a shape space, a crop geometry)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_path(model: Path) -> Path:
+    return model.with_name(model.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(manifest: Manifest, folder: Path) -> Path:
+    path = manifest_path(folder / manifest.file)
+    path.write_text(manifest.to_json())
+    return path
+
+
+def load_manifest(path: Path) -> tuple[Manifest, Path]:
+    """Read and validate a manifest (given itself or its model file); returns it and the model path."""
+    if path.suffix != MANIFEST_SUFFIX:
+        path = manifest_path(path)
+    if not path.is_file():
+        raise EdgeRetalkError(f"{path}: no manifest beside the model (export it with edge-retalk export)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeRetalkError(f"{path}: not a readable manifest ({exc})") from None
+    known = {f.name for f in fields(Manifest)}
+    required = {f.name for f in fields(Manifest) if f.default is MISSING and f.default_factory is MISSING}
+    if not isinstance(raw, dict) or not required <= set(raw) <= known:
+        extra, missing = sorted(set(raw) - known), sorted(required - set(raw))
+        raise EdgeRetalkError(f"{path}: invalid manifest (unknown fields {extra}, missing fields {missing})")
+    try:
+        raw["inputs"] = [TensorSpec(**spec) for spec in raw["inputs"]]
+        raw["outputs"] = [TensorSpec(**spec) for spec in raw["outputs"]]
+        manifest = Manifest(**raw)
+        if not isinstance(manifest.metadata, dict):
+            raise TypeError("metadata must be an object")
+    except TypeError as exc:
+        raise EdgeRetalkError(f"{path}: invalid manifest ({exc})") from None
+    model = (path.parent / manifest.file).resolve()
+    if path.parent.resolve() not in model.parents:
+        raise EdgeRetalkError(f"{path}: the model path {manifest.file!r} leaves the manifest's folder")
+    if not model.is_file():
+        raise EdgeRetalkError(f"{path}: model file {manifest.file} is missing")
+    if sha256_of(model) != manifest.sha256:
+        raise EdgeRetalkError(f"{model}: does not match its manifest (sha256 differs); refusing to load it")
+    if manifest.style_encoder and manifest.style_encoder not in manifest.companions:
+        raise EdgeRetalkError(f"{path}: its style encoder {manifest.style_encoder!r} is not among its checksummed files")
+    for name, digest in manifest.companions.items():
+        companion = (path.parent / name).resolve()
+        if path.parent.resolve() not in companion.parents or not companion.is_file():
+            raise EdgeRetalkError(f"{path}: companion file {name!r} is missing or outside the manifest's folder")
+        if sha256_of(companion) != digest:
+            raise EdgeRetalkError(f"{companion}: does not match its manifest (sha256 differs); refusing to load it")
+    return manifest, model

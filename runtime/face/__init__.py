@@ -1,0 +1,3 @@
+"""The face in a frame: tracking (detector + 468-point mesh), named landmark sets, the face-normalised
+frame that the learned networks share, and the idle motion that brings a photo avatar to life.
+"""

@@ -1,0 +1,167 @@
+"""File mode: a face (video or photo) and speech in, a lip-synced H.264 mp4 out, as a stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .audio.features import SAMPLE_RATE
+from .provenance.content_credentials import SigningKey
+from .errors import EdgeRetalkError
+from .generators.painted import RenderOptions
+from .generators import open_generator
+from .provenance.labels import SyntheticLabel, draw_watermark
+from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
+from .io.video_writer import VideoWriter
+from .io.face_sources import face_frames
+from .io.workers import WriteBehind, raise_if_interrupted, read_ahead
+from .devices.timing import stage
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of one file-mode run; the CLI and board profiles fill them."""
+
+    threads: int = 1
+    crf: int = 18
+    preset: str = "veryfast"
+    render: RenderOptions = field(default_factory=RenderOptions)
+    label: bool = True
+    signing_key: SigningKey | None = None
+    watermark: bool = False
+    generator: Path | None = None
+    provider: str | None = None
+    provider_options: dict[str, str] = field(default_factory=dict)
+    photo_fps: Fraction = PHOTO_FPS
+    tracking_interval: int = 1
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did: where it wrote, how many frames, how many showed no face, how long it took."""
+
+    output: Path
+    frames: int
+    frames_without_face: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """The output must go to an existing folder, as .mp4, and never overwrite an input."""
+    if output.suffix.lower() != ".mp4":
+        raise EdgeRetalkError(f"{output}: the output must be an .mp4 file")
+    if not output.parent.is_dir():
+        raise EdgeRetalkError(f"{output.parent}: output folder does not exist")
+    if output.is_dir():
+        raise EdgeRetalkError(f"{output}: is a folder")
+    for path in inputs:
+        if same_file(output, path):
+            raise EdgeRetalkError(f"{output}: the output would overwrite an input ({path})")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it or a hard link (same inode)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class SyncedFrames:
+    """The frames of one file-mode run, in order, as an iterator: the face source tracked, the
+    speech prepared once, the mouth generated batch by batch. Counts the frames without a face;
+    ends with an error if no frame had one."""
+
+    def __init__(self, info: FaceInfo, samples: np.ndarray, options: RunOptions):
+        self.info = info
+        self.options = options
+        self.n_frames = max(1, round(samples.size / SAMPLE_RATE * float(info.fps)))
+        self.generator = open_generator(options.generator, options.render, options.threads, options.provider,
+                                        options.provider_options)
+        with stage("audio"):
+            self.generator.prepare(samples, float(info.fps), self.n_frames)
+        self.frames_without_face = 0
+
+    def _generate(self, pending: list[tuple]) -> Iterator[np.ndarray]:
+        if not pending:
+            return
+        with stage("generate"):
+            results = self.generator.generate_batch(pending)
+        for (frame, _, _), result in zip(pending, results):
+            yield (draw_watermark(result.copy() if result is frame else result) if self.options.watermark
+                   else result)
+        pending.clear()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        options = self.options
+        source = read_ahead(face_frames(self.info, self.n_frames, options.threads, options.tracking_interval))
+        pending: list[tuple] = []
+        try:
+            for index, (frame, points) in enumerate(source):
+                raise_if_interrupted()
+                self.frames_without_face += points is None
+                pending.append((frame, points, index))
+                if len(pending) >= options.batch:
+                    yield from self._generate(pending)
+            yield from self._generate(pending)
+        finally:
+            source.close()
+        if self.frames_without_face == self.n_frames:
+            raise EdgeRetalkError(f"{self.info.path}: no face found in any frame")
+
+
+def face_info(face: Path | np.ndarray, photo_fps: Fraction = PHOTO_FPS) -> FaceInfo:
+    """What a run needs to know about its face: a video or photo file, or a photo in memory
+    (a BGR uint8 array)."""
+    if isinstance(face, np.ndarray):
+        if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or min(face.shape[:2]) < 16:
+            raise EdgeRetalkError(f"a face image must be a BGR uint8 array of shape (H, W, 3), not {face.dtype} "
+                                  f"{face.shape}")
+        return FaceInfo(Path("<image>"), True, face.shape[1], face.shape[0], Fraction(photo_fps), None,
+                        np.ascontiguousarray(face))
+    check_readable(face)
+    info = probe_face(face)
+    return replace(info, fps=Fraction(photo_fps)) if info.is_image else info
+
+
+def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: RunOptions | None = None,
+            on_progress: ProgressCallback | None = None) -> RunReport:
+    """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio)."""
+    face, audio, output = Path(face), Path(audio), Path(output)
+    options = options or RunOptions()
+    started = time.perf_counter()
+    check_readable(face)
+    check_readable(audio)
+    check_output(output, face, audio)
+    info = face_info(face, options.photo_fps)
+    frames = SyncedFrames(info, load_audio(audio), options)
+    label = SyntheticLabel(frames.generator.name, options.signing_key) if options.label else None
+    with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
+                     label) as writer:
+        encoder = WriteBehind(writer.write)
+        try:
+            for index, frame in enumerate(frames):
+                encoder.put(frame)
+                if on_progress is not None:
+                    on_progress(index + 1, frames.n_frames)
+        finally:
+            encoder.finish()
+    return RunReport(output, frames.n_frames, frames.frames_without_face, time.perf_counter() - started)

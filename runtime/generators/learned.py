@@ -1,0 +1,315 @@
+"""The learned lip generator: the audio-to-lip-shape network and the learned mouth renderer.
+
+Per recording the shape network turns speech into the mouth's motion (coefficients of the lip
+shape), smoothed over time, with silence closing the mouth. Per frame, the person's rest shape
+(estimated once, from the reference face) plus that motion gives the target lip shape. The face's
+own lips and jaw are warped to it (they keep their real texture), and the renderer, which paints
+the face's lower-face crop with the reference crop showing it what this person's mouth looks like,
+fills in the open mouth. The result goes back through the feathered lip-region mask, so nothing
+outside it changes. Both networks are exported files with manifests (shipped in
+`models/` as TFLite, which the base install runs, and the renderer also as INT8 for OpenVINO and
+LiteRT: `autotune` picks the fastest form here); any engine runs them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..audio.features import log_mel
+from ..devices.autotune import fastest
+from .compositor import Region, mouth_region, paste
+from ..engines import open_model
+from ..errors import EdgeRetalkError
+from ..face.frame import CropBox, invert
+from .painted import lip_warp_maps, polygon_mask
+from ..face.landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
+                        face_height)
+from ..quality.metrics import apply
+from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, mel_windows
+from ..audio.lip_shape import samples_needed as shape_samples_needed
+from ..models import model_path
+from ..audio.mouth_opening import silence_mask, smooth_latest, smooth_track
+from ..audio.streaming import Reader, RunningSpectrum, frame_mel
+from .render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
+
+SHAPE_MODEL = "lip_shape.fp32.tflite"
+RENDERER_MODEL = "mouth_renderer.fp32.tflite"
+RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", RENDERER_MODEL)
+"""The shipped renderer's exported forms; the fastest that runs here is measured on first use."""
+SILENCE_RAMP_FRAMES = 2.0
+SHIPPED_MOTION_SCALE = 2.0
+"""The shipped shape network's motion, even after its gain, is a third to a half of real speakers'
+(the face mesh's opening varies 2 to 3 times more in the real clips than in `eval`'s photo-protocol
+outputs), so it is doubled (`eval --amplitude 0.5` gives the former scale). Personal (enrolled)
+networks are fitted to their person and keep 1."""
+INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
+
+
+class _Network:
+    """An exported network and its manifest, run in chunks its batch axis allows; run once on
+    opening, so that the engine's first-call set-up does not fall on a live frame."""
+
+    def __init__(self, model: Path, arch: str, threads: int, provider: str | None, options: dict | None):
+        self.manifest, self.engine = open_model(model, threads, provider, options)
+        if self.manifest.arch != arch:
+            raise EdgeRetalkError(f"{model}: is a {self.manifest.arch!r} network, not a {arch!r} one")
+        self._input = self.manifest.inputs[0].name
+        first = self.manifest.inputs[0].shape[0]
+        self._batch = first if isinstance(first, int) else 64
+        self(np.zeros([1, *self.manifest.inputs[0].shape[1:]], np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        outputs = [next(iter(self.engine.run({self._input: x[i:i + self._batch]}).values()))
+                   for i in range(0, len(x), self._batch)]
+        return np.concatenate(outputs)
+
+
+PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    """Which exported networks to use (the shipped ones by default), an optional reference crop of
+    the person (an enrolled bundle's), how far the mouth moves, and what the renderer paints."""
+
+    shape_model: Path | None = None
+    renderer_model: Path | None = None
+    reference: Path | None = None
+    amplitude: float = 1.0
+    own_lips: bool = True
+    """Keep the face's own lips, warped to the target shape, and use the renderer's painting only
+    inside the open mouth (sharp); False: the renderer's painting of the whole lip area (soft)."""
+
+    @classmethod
+    def enrolled(cls, bundle: Path, amplitude: float = 1.0, own_lips: bool = True) -> LearnedOptions:
+        """The personal networks and reference crop of an `edge-retalk enroll` bundle."""
+        missing = [name for name in PERSONAL_FILES if not (bundle / name).is_file()]
+        if missing:
+            raise EdgeRetalkError(f"{bundle}: not an enrolled avatar (missing {', '.join(missing)}; "
+                                  "make one with `edge-retalk enroll`)")
+        return cls(bundle / SHAPE_MODEL, bundle / RENDERER_MODEL, bundle / "reference.png", amplitude, own_lips)
+
+
+def is_enrolled(bundle: Path) -> bool:
+    """Whether a folder holds an enrolled person's networks."""
+    return all((bundle / name).is_file() for name in PERSONAL_FILES)
+
+
+class ShapeTrack:
+    """Motion coefficients of the lip shape per frame, from speech."""
+
+    def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
+                 options: dict | None = None):
+        self.network = _Network(model or model_path(SHAPE_MODEL), "lip_shape", threads, provider, options)
+        self.scale = SHIPPED_MOTION_SCALE if model is None else 1.0
+        meta = self.network.manifest.metadata
+        self.space = ShapeSpace(np.asarray(meta["template"]), np.asarray(meta["basis"]),
+                                np.asarray(meta["rest_weights"]))
+        self.silent = np.asarray(meta["silent"], np.float32)
+        self.gain = np.asarray(meta.get("gain", np.ones(self.space.components)), np.float32)
+        self.typical_spectrum = np.asarray(meta["typical_spectrum"], np.float32)[:, None]
+        rest = np.asarray(meta.get("rest", []), np.float64)
+        self.rest = rest if rest.size and np.abs(rest).max() > 0 else None
+        """A personal model's own rest shape (None: estimate it from the face)."""
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Raw coefficients (n, K) for network inputs (n, 80, steps)."""
+        return self.network(windows)
+
+    def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Smoothed coefficients per video frame of 16 kHz speech, and how silent each frame is
+        (0 to 1, eased over a few frames)."""
+        coefficients = self.predict(mel_windows(log_mel(samples), fps, n_frames))
+        quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)
+        return smooth_track(coefficients), quiet
+
+    def motion(self, coefficients: np.ndarray, quiet: np.ndarray, amplitude: float = 1.0) -> np.ndarray:
+        """Motion away from the closed mouth (n, K) for the network's coefficients (n, K): their
+        distance from the closed mouth's coefficients (`silent`), the fluctuation scaled by the
+        gain that undoes the regression's shrinkage, all by `amplitude` (and `scale`); none where
+        `quiet`."""
+        return (1 - quiet)[:, None] * amplitude * self.scale * (self.gain * coefficients - self.silent)
+
+
+class LearnedRenderer:
+    """Paints a target lip shape into a face with the learned mouth renderer."""
+
+    def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
+                 options: dict | None = None, own_lips: bool = True):
+        self.own_lips = own_lips
+        model = model or fastest("mouth_renderer", [model_path(name) for name in RENDERER_FORMS], threads)
+        self.network = _Network(model, "mouth_renderer", threads, provider, options)
+        meta = self.network.manifest.metadata
+        self.template = np.asarray(meta["template"])
+        centre_x, centre_y, side, size = meta["crop"]
+        self.crop = CropBox(float(centre_x), float(centre_y), float(side), int(size))
+
+    def crop_of(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return crop_of(frame, points, self.template, self.crop)
+
+    def render(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], reference: np.ndarray) -> list[np.ndarray]:
+        """Each (frame, landmarks, target canonical shape) with its lip region painted; `reference`
+        is a crop of the same face."""
+        prepared, results = [], [frame for frame, _, _ in items]
+        for position, (frame, points, shape) in enumerate(items):
+            region = mouth_region(points, frame.shape)
+            if region is None:
+                continue
+            image, to_crop = self.crop_of(frame, points)
+            own = canonical_shape(points, self.template)
+            x = network_input(image, repaint_mask([shape, own], self.crop), reference, shape_raster(shape, self.crop))
+            prepared.append((position, region, to_crop, image, x))
+        if not prepared:
+            return results
+        outputs = self.network(np.stack([x for *_, x in prepared]))
+        for (position, region, to_crop, image, x), output in zip(prepared, outputs):
+            frame, points, shape = items[position]
+            if self.own_lips:
+                results[position] = self._paste_own_lips(frame, points, shape, image, x, output, to_crop, region)
+            else:
+                results[position] = self._paste(frame, image, x, output, to_crop, region)
+        return results
+
+    def _paste_own_lips(self, frame: np.ndarray, points: np.ndarray, shape: np.ndarray, image: np.ndarray,
+                     x: np.ndarray, output: np.ndarray, to_crop: np.ndarray, region: Region) -> np.ndarray:
+        """The face's own lips warped to the target shape (sharp, its real texture) with the
+        network's painting inside the target's open mouth (teeth and cavity, which the face's own
+        pixels do not have) and wherever the face's own open mouth lands after the warp (a
+        mouth closing over it would otherwise keep a dark gap)."""
+        x0, y0, x1, y1 = region.box
+        target = apply(invert(to_crop) @ np.vstack([self.crop.from_canonical(), [0, 0, 1]]), shape.astype(np.float64))
+        moved = {index: target[k] for k, index in enumerate(SHAPE_POINTS)}
+        map_x, map_y = lip_warp_maps(points, region, moved, list(UPPER_OUTER_LIP + UPPER_INNER_LIP),
+                                     list(LOWER_OUTER_LIP + LOWER_INNER_LIP + LOWER_FACE))
+        warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        unit = float(face_height(points))
+        blur = max(0.5, unit / 300)
+        own_inner = polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
+        own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        painted, _ = self._painting(image, x, output, to_crop, region)
+        inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
+        mouth = np.maximum(polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
+        patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
+        return paste(frame, patch, region)
+
+    def _paste(self, frame: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
+               region: Region) -> np.ndarray:
+        """The repainted area of the crop warped back into the frame and pasted through the repaint
+        mask within the feathered lip region: every other pixel keeps its original value."""
+        patch, back = self._painting(image, x, output, to_crop, region)
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[ROWS] = x[3]
+        alpha = cv2.warpAffine(mask, back, patch.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return paste(frame, patch, Region(region.box, region.alpha * alpha))
+
+    @staticmethod
+    def _painting(image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
+                  region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """The network's painting of the crop warped onto the lip region's box, and the matrix
+        from crop pixels to box pixels that did it."""
+        canvas = image.copy()
+        canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+        x0, y0, x1, y1 = region.box
+        back = invert(to_crop)
+        back[:, 2] -= (x0, y0)
+        return cv2.warpAffine(canvas, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE), back
+
+
+class LearnedGenerator:
+    """Speech -> lip shape -> learned renderer: the default lip generator."""
+
+    name = "learned"
+
+    def __init__(self, options: LearnedOptions | None = None, threads: int = 1, provider: str | None = None,
+                 provider_options: dict | None = None):
+        self.options = options or LearnedOptions()
+        self.shapes = ShapeTrack(self.options.shape_model, threads, provider, provider_options)
+        self.renderer = LearnedRenderer(self.options.renderer_model, threads, provider, provider_options,
+                                        self.options.own_lips)
+        self._motion = np.zeros((1, self.shapes.space.components), np.float32)
+        self._reference_crop: np.ndarray | None = None
+        self._rest: np.ndarray | None = self.shapes.rest
+        if self.options.reference is not None:
+            crop = cv2.imread(str(self.options.reference))
+            size = self.renderer.crop.size
+            if crop is None or crop.shape != (size, size, 3):
+                raise EdgeRetalkError(f"{self.options.reference}: not a {size}x{size} reference crop")
+            self._reference_crop = crop
+
+    def live(self, fps: float) -> LearnedLive:
+        """This generator fed from a live stream, frame by frame, as the speech arrives."""
+        return LearnedLive(self, fps)
+
+    def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+        """Compute the lip-shape motion for every output frame; returns it (frames, K)."""
+        self._motion = self.shapes.motion(*self.shapes.for_speech(samples, fps, n_frames), self.options.amplitude)
+        return self._motion
+
+    def set_reference(self, frame: np.ndarray, points: np.ndarray) -> None:
+        """Take this face as the reference: its crop shows the renderer the person's mouth, its lip
+        shape gives the rest shape (where an enrolled bundle does not already give them). The
+        first face seen is used unless this is called."""
+        if self._reference_crop is None:
+            self._reference_crop = self.renderer.crop_of(frame, points)[0]
+        if self._rest is None:
+            self._rest = self.shapes.space.rest_shape(canonical_shape(points, self.shapes.space.template)[None])
+
+    def target_shape(self, motion: np.ndarray) -> np.ndarray:
+        """The canonical lip shape: the person's rest (closed) shape moved by `motion` (K,)."""
+        return self.shapes.space.shapes(self._rest, motion[None])[0]
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, motion: np.ndarray) -> np.ndarray:
+        """`frame` with its mouth painted to the lip shape of `motion` (live mode)."""
+        return self.render_batch([(frame, points, motion)])[0]
+
+    def render_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> list[np.ndarray]:
+        with_face = [(i, frame, points, c) for i, (frame, points, c) in enumerate(items) if points is not None]
+        results = [frame for frame, _, _ in items]
+        if not with_face:
+            return results
+        if self._reference_crop is None or self._rest is None:
+            self.set_reference(with_face[0][1], with_face[0][2])
+        rendered = self.renderer.render([(frame, points, self.target_shape(c)) for _, frame, points, c in with_face],
+                                        self._reference_crop)
+        for (i, *_), frame in zip(with_face, rendered):
+            results[i] = frame
+        return results
+
+    def generate_batch(self, items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[np.ndarray]:
+        """Frames (frame, landmarks, index) with their mouths generated from the prepared speech."""
+        last = len(self._motion) - 1
+        return self.render_batch([(frame, points, self._motion[min(index, last)]) for frame, points, index in items])
+
+    def generate(self, frame: np.ndarray, points: np.ndarray | None, index: int) -> np.ndarray:
+        return self.generate_batch([(frame, points, index)])[0]
+
+
+class LearnedLive:
+    """The learned generator, fed its mel window from a live stream; the lip-shape motion is
+    smoothed causally and eases to the closed mouth over a few frames of silence."""
+
+    def __init__(self, generator: LearnedGenerator, fps: float):
+        self.generator, self.fps = generator, fps
+        self._recent: deque[np.ndarray] = deque(maxlen=3)
+        self._spectrum = RunningSpectrum(generator.shapes.typical_spectrum, bands=lambda mel: mel)
+        self._quiet = 1.0
+
+    def samples_needed(self, index: int) -> int:
+        return shape_samples_needed(index, self.fps)
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
+               silent: bool) -> np.ndarray:
+        mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, MEL_BEFORE,
+                                          self.samples_needed(index))
+        shapes = self.generator.shapes
+        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, offset, spectrum))
+        self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
+        self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
+        return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))

@@ -1,0 +1,116 @@
+"""Face sources: a still photo or a video looped back and forth (ping-pong), with landmarks.
+
+A video plays forward once while being tracked; when the audio is longer than the video, the
+frames and their landmarks are kept in a temporary file on disk (not in memory) and replayed
+backwards and forwards, so there is no jump and memory stays flat.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import EdgeRetalkError
+from .media import FaceInfo, iter_video_frames, read_image
+from ..devices.timing import stage
+from ..face.tracker import FaceTracker
+
+TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]
+
+
+def ping_pong_index(k: int, length: int) -> int:
+    """Index into a clip of `length` frames for output frame `k` when playing back and forth."""
+    if length <= 1:
+        return 0
+    period = 2 * length - 2
+    position = k % period
+    return position if position < length else period - position
+
+
+def photo_frames(info: FaceInfo, n_frames: int, threads: int) -> Iterator[TrackedFrame]:
+    """The photo `n_frames` times, with its landmarks found once."""
+    image = info.image if info.image is not None else read_image(info.path)
+    points = FaceTracker(float(info.fps), threads, smooth=False)(image)
+    if points is None:
+        raise EdgeRetalkError(f"{info.path}: no face found in the image")
+    for _ in range(n_frames):
+        yield image, points
+
+
+class FrameCache:
+    """Frames and landmarks written once to a temporary file, read back by index."""
+
+    def __init__(self, frame_shape: tuple[int, ...]):
+        self._dir = tempfile.TemporaryDirectory(prefix="edge-retalk-")
+        self._path = Path(self._dir.name) / "frames.raw"
+        self._file = open(self._path, "wb")
+        self._shape = frame_shape
+        self._points: list[np.ndarray | None] = []
+        self._frames: np.ndarray | None = None
+
+    def append(self, frame: np.ndarray, points: np.ndarray | None) -> None:
+        try:
+            self._file.write(np.ascontiguousarray(frame).tobytes())
+        except OSError as exc:
+            raise EdgeRetalkError(f"cannot write the frame cache in {self._dir.name} ({exc.strerror})") from None
+        self._points.append(points)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one frame."""
+        return self._shape
+
+    def __getitem__(self, index: int) -> TrackedFrame:
+        if self._frames is None:
+            self._file.close()
+            self._frames = np.memmap(self._path, np.uint8, "r", shape=(len(self), *self._shape))
+        return np.array(self._frames[index]), self._points[index]
+
+    def close(self) -> None:
+        self._file.close()
+        self._frames = None
+        self._dir.cleanup()
+
+
+def video_frames(info: FaceInfo, n_frames: int, threads: int, tracking_interval: int = 1) -> Iterator[TrackedFrame]:
+    """`n_frames` tracked frames of the video: cut if it is longer, ping-pong if shorter. With a
+    `tracking_interval` of N, landmarks are found on every Nth frame and held in between (for
+    boards where tracking is the bottleneck and the face moves little)."""
+    tracker = FaceTracker(float(info.fps), threads)
+    needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + 2
+    cache: FrameCache | None = None
+    produced = 0
+    last: TrackedFrame | None = None
+    try:
+        for frame in iter_video_frames(info.path):
+            if produced == n_frames:
+                return
+            if produced % tracking_interval == 0 or last is None:
+                with stage("track"):
+                    points = tracker(frame)
+            if needs_replay:
+                cache = cache or FrameCache(frame.shape)
+                cache.append(frame, points)
+            last = (frame, points)
+            yield last
+            produced += 1
+        if last is None:
+            raise EdgeRetalkError(f"{info.path}: no video frames could be decoded")
+        for k in range(produced, n_frames):
+            yield cache[ping_pong_index(k, len(cache))] if cache is not None else last
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def face_frames(info: FaceInfo, n_frames: int, threads: int = 1, tracking_interval: int = 1) -> Iterator[TrackedFrame]:
+    """Frames with landmarks (None where no face) for a photo or a video face source."""
+    if info.is_image:
+        return photo_frames(info, n_frames, threads)
+    return video_frames(info, n_frames, threads, tracking_interval)

@@ -1,0 +1,204 @@
+"""Reading media: opening face videos and photos, decoding audio (writing is `video_writer`).
+
+PyAV (bundled FFmpeg) decodes and encodes; OpenCV reads still images. Every decoder or
+container failure becomes one EdgeRetalkError line naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from ..errors import EdgeRetalkError
+from .quiet import native_stderr_silenced
+from ..devices.timing import stage
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+PHOTO_FPS = Fraction(25)
+MAX_SIDE = 4096
+MAX_CLAIMED_AUDIO_SECONDS = 2 * 3600
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
+
+
+def check_readable(path: Path) -> None:
+    """Fail with one clear line if `path` is missing, a folder, empty or unreadable."""
+    if not path.exists():
+        raise EdgeRetalkError(f"{path}: no such file")
+    if path.is_dir():
+        raise EdgeRetalkError(f"{path}: is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise EdgeRetalkError(f"{path}: file is empty")
+    if not os.access(path, os.R_OK):
+        raise EdgeRetalkError(f"{path}: permission denied")
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    check_readable(path)
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise EdgeRetalkError(f"{path}: not a readable media file ({exc.__class__.__name__})") from None
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """What the pipeline needs to know about a face source before decoding it."""
+
+    path: Path
+    is_image: bool
+    width: int
+    height: int
+    fps: Fraction
+    duration: float | None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """A photo given in memory instead of by path."""
+
+
+def probe_face(path: Path) -> FaceInfo:
+    """Inspect a face video or photo without decoding all of it."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = read_image(path)
+        return FaceInfo(path, True, image.shape[1], image.shape[0], PHOTO_FPS, None)
+    with open_container(path) as container:
+        if not container.streams.video:
+            raise EdgeRetalkError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+            raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height}")
+        if _quarter_turned(container, stream):
+            width, height = height, width
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not fps or fps <= 0 or fps > 240:
+            raise EdgeRetalkError(f"{path}: cannot tell the frame rate")
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        return FaceInfo(path, False, width, height, Fraction(fps).limit_denominator(1001), duration)
+
+
+def _quarter_turned(container, stream) -> bool:
+    """Whether the video is shown turned by 90 or 270 degrees (its first frame's display matrix)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return False
+    return frame is not None and int(round(frame.rotation / 90)) % 2 == 1
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a still image as BGR uint8 (EXIF orientation applied)."""
+    check_readable(path)
+    try:
+        with native_stderr_silenced():
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error:
+        raise EdgeRetalkError(f"{path}: image larger than {MAX_SIDE}x{MAX_SIDE} pixels") from None
+    if image is None:
+        raise EdgeRetalkError(f"{path}: not a readable image")
+    return image
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as it is meant to be shown: turned by its display matrix's `rotation`
+    (degrees counterclockwise; phones store portrait video sideways with -90)."""
+    turns = int(round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Decode a video's frames as BGR uint8 arrays, one at a time, upright (display matrix applied)."""
+    with open_container(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = container.decode(stream)
+        try:
+            while True:
+                with stage("decode"):
+                    frame = next(frames, None)
+                    image = None if frame is None else upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+                if image is None:
+                    return
+                yield image
+        except av.error.FFmpegError as exc:
+            log.warning("%s: decoding stopped early (%s)", path, exc)
+
+
+def _audio_seconds(path: Path) -> float:
+    """The container's stated duration (0 when it states none); only a size hint."""
+    with open_container(path) as container:
+        return max(0.0, (container.duration or 0) / av.time_base)
+
+
+def iter_audio_frames(path: Path, rate: int, layout: str, fmt: str) -> Iterator[av.AudioFrame]:
+    with open_container(path) as container:
+        if not container.streams.audio:
+            raise EdgeRetalkError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        try:
+            for frame in container.decode(stream):
+                yield from resampler.resample(frame)
+        except av.error.FFmpegError as exc:
+            log.warning("%s: audio decoding stopped early (%s)", path, exc)
+        yield from resampler.resample(None)
+
+
+def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`.
+
+    Samples go into one buffer sized from the container's duration (grown if that was short),
+    so an hour of speech takes its 230 MB once, not twice. A header's claim is believed up to
+    `MAX_CLAIMED_AUDIO_SECONDS` only: pages of the buffer that are never written cost nothing."""
+    claimed = min(_audio_seconds(path), MAX_CLAIMED_AUDIO_SECONDS)
+    buffer = np.empty(int(claimed * sample_rate * 1.01) + sample_rate, np.float32)
+    count = 0
+    for frame in iter_audio_frames(path, sample_rate, "mono", "flt"):
+        chunk = frame.to_ndarray().reshape(-1)
+        if count + chunk.size > buffer.size:
+            buffer = np.resize(buffer, max(count + chunk.size, int(buffer.size * 1.5)))
+        buffer[count:count + chunk.size] = chunk
+        count += chunk.size
+    samples = buffer[:count] if count > buffer.size // 2 else buffer[:count].copy()
+    if samples.size == 0:
+        raise EdgeRetalkError(f"{path}: audio has no samples")
+    if not np.all(np.isfinite(samples)):
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return samples.astype(np.float32, copy=False)
+
+
+def pcm_samples(pcm: np.ndarray, sample_rate: int = 16000, target_rate: int = 16000) -> np.ndarray:
+    """Speech given in memory as mono float32 at `target_rate`: `pcm` is mono float (-1..1) or
+    int16 samples at `sample_rate`, resampled by FFmpeg's resampler (PyAV) where the rates differ."""
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1 or not (np.issubdtype(pcm.dtype, np.floating) or pcm.dtype == np.int16):
+        raise EdgeRetalkError(f"speech must be a 1-D float or int16 array of mono samples, not {pcm.dtype} {pcm.shape}")
+    if not 4000 <= sample_rate <= 192000:
+        raise EdgeRetalkError(f"sample rate {sample_rate} Hz is outside 4000..192000")
+    samples = (pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16
+               else np.nan_to_num(pcm.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0))
+    if sample_rate == target_rate or samples.size == 0:
+        return samples
+    frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+    parts = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def has_audio(path: Path) -> bool:
+    """Whether a media file has an audio stream."""
+    with open_container(path) as container:
+        return bool(container.streams.audio)

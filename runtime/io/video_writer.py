@@ -1,0 +1,195 @@
+"""Writing the mp4: H.264 video with the driving audio muxed in, labelled, and written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import av
+import numpy as np
+
+from ..devices.timing import stage
+from ..errors import EdgeRetalkError
+from .media import iter_audio_frames, open_container
+from .workers import mark_partial, partial_output, unmark_partial
+
+if TYPE_CHECKING:
+    from ..provenance.labels import SyntheticLabel
+
+AAC_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def audio_track_format(path: Path) -> tuple[int, str]:
+    """Sample rate and channel layout to keep when muxing this audio into the output."""
+    with open_container(path) as container:
+        if not container.streams.audio:
+            raise EdgeRetalkError(f"{path}: has no audio stream")
+        ctx = container.streams.audio[0].codec_context
+        rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+        layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"
+        return rate, layout
+
+
+def _finite_audio(frame: av.AudioFrame) -> av.AudioFrame:
+    """The frame with NaN and infinite samples (seen in float WAVs) replaced, since encoders refuse them."""
+    samples = frame.to_ndarray()
+    if np.isfinite(samples).all():
+        return frame
+    fixed = av.AudioFrame.from_ndarray(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0),
+                                       format=frame.format.name, layout=frame.layout.name)
+    fixed.sample_rate = frame.sample_rate
+    return fixed
+
+
+def apply_umask(path: Path, mode: int = 0o666) -> None:
+    """Give a file made by mkstemp/mkdtemp (private) the permissions a normal new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+class VideoWriter:
+    """H.264 mp4 writer with the driving audio muxed in, written atomically.
+
+    Frames go to a temporary file beside the output; it is renamed into place only when
+    `close()` succeeds, and removed on any error or interrupt, so an output appears whole
+    or not at all.
+    """
+
+    def __init__(self, output: Path, width: int, height: int, fps: Fraction,
+                 audio_path: Path | None, crf: int = 18, preset: str = "veryfast",
+                 label: SyntheticLabel | None = None, audio_rate: int | None = None):
+        """`audio_path` is muxed as the frames go; or, with `audio_rate`, each `write` brings its own
+        mono float samples at that rate (live recordings). With a `label`, the video carries its
+        metadata tag, every frame its watermark, and the finished file its Content Credentials."""
+        self.output = output
+        self.width, self.height = width - width % 2, height - height % 2
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem[:64]}.", suffix=".part.mp4", dir=output.parent)
+        except OSError as exc:
+            raise EdgeRetalkError(f"{output}: cannot write ({exc.strerror})") from None
+        os.close(fd)
+        self._tmp = Path(tmp)
+        mark_partial(self._tmp)
+        with self._write_errors():
+            self._container = av.open(str(self._tmp), "w", format="mp4")
+        self._label = label
+        for key, value in (label.metadata() if label else {}).items():
+            self._container.metadata[key] = value
+        self._video = self._container.add_stream("libx264", rate=fps)
+        self._video.width, self._video.height = self.width, self.height
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(crf), "preset": preset}
+        self._video.thread_type = "AUTO"
+        self._fps = fps
+        self._frames = 0
+        self._audio = None
+        self._audio_samples = 0
+        if audio_path is not None:
+            rate, layout = audio_track_format(audio_path)
+            self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
+            self._audio.bit_rate = 128000
+            self._audio_frames = iter_audio_frames(audio_path, rate, layout, "fltp")
+            self._audio_time = 0.0
+        elif audio_rate is not None:
+            self._audio = self._container.add_stream("aac", rate=audio_rate, layout="mono")
+            self._audio.bit_rate = 64000
+            self._audio_frames = iter(())
+            self._audio_time = 0.0
+
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn a failing write (disk full, file too large, I/O error) into one clear error."""
+        try:
+            yield
+        except (OSError, av.error.FFmpegError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise EdgeRetalkError(f"{self.output}: cannot write ({reason})") from None
+
+    def write(self, frame_bgr: np.ndarray, audio: np.ndarray | None = None) -> None:
+        """Encode one BGR frame, and the audio up to its end time (or `audio`, the samples that
+        go with this frame, for a writer made with `audio_rate`)."""
+        picture = np.ascontiguousarray(frame_bgr[: self.height, : self.width])
+        if self._label is not None:
+            picture = self._label.mark(picture)
+        frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+        with self._write_errors(), stage("encode"):
+            self._container.mux(self._video.encode(frame))
+            self._frames += 1
+            if audio is not None and self._audio is not None:
+                samples = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, np.float32)[None], format="flt",
+                                                     layout="mono")
+                samples.sample_rate = self._audio.rate
+                self._encode_audio(samples)
+            else:
+                self._write_audio_until(self._frames / self._fps)
+
+    def _write_audio_until(self, seconds: float | None) -> None:
+        if self._audio is None:
+            return
+        while seconds is None or self._audio_time < seconds:
+            frame = next(self._audio_frames, None)
+            if frame is None:
+                break
+            self._encode_audio(_finite_audio(frame))
+
+    def _encode_audio(self, frame: av.AudioFrame) -> None:
+        """Encode with explicit timestamps: the encoder then marks its priming samples (1024 for AAC)
+        as negative time, the muxer writes an edit list, and players start the sound in step with
+        the picture instead of 64 ms late."""
+        frame.pts = self._audio_samples
+        frame.time_base = Fraction(1, frame.sample_rate)
+        self._audio_samples += frame.samples
+        self._audio_time = self._audio_samples / frame.sample_rate
+        self._container.mux(self._audio.encode(frame))
+
+    def close(self) -> Path:
+        """Flush encoders and move the finished file into place."""
+        with self._write_errors():
+            self._write_audio_until(None)
+            self._container.mux(self._video.encode(None))
+            if self._audio is not None:
+                self._container.mux(self._audio.encode(None))
+            self._container.close()
+            if self._label is not None:
+                self._sign()
+            apply_umask(self._tmp)
+            os.replace(self._tmp, self.output)
+        unmark_partial(self._tmp)
+        return self.output
+
+    def _sign(self) -> None:
+        """Replace the finished temporary file by a signed copy (C2PA rewrites the whole file)."""
+        signed = self._tmp.with_name(self._tmp.name.replace(".part.mp4", ".signed.part.mp4"))
+        with partial_output(signed):
+            try:
+                self._label.sign(self._tmp, signed)
+                os.replace(signed, self._tmp)
+            finally:
+                signed.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the partial file is deleted either way
+            pass
+        self._tmp.unlink(missing_ok=True)
+        unmark_partial(self._tmp)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()
+            raise

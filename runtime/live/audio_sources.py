@@ -1,0 +1,243 @@
+"""Where live speech comes from: stdin, a TCP socket (raw PCM from a TTS engine), a file played at
+real-time speed, a microphone (`microphone`) or the web server's speech API (`speech_queue`). Every source delivers 16 kHz mono float32 to an `AudioTimeline`.
+
+Raw PCM (stdin, TCP) is 16-bit signed little-endian mono at a stated sample rate; other rates are
+resampled by FFmpeg's resampler (PyAV).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import av
+import numpy as np
+
+from ..audio.features import SAMPLE_RATE
+from ..errors import EdgeRetalkError
+from .speech_queue import CHUNK_SECONDS, SpeechQueue
+from .timeline import AudioTimeline
+from ..io.media import check_readable, load_audio
+
+
+
+class PcmDecoder:
+    """16-bit mono PCM bytes at any rate in, 16 kHz float32 out, keeping odd bytes for the next call."""
+
+    def __init__(self, sample_rate: int):
+        if not 4000 <= sample_rate <= 192000:
+            raise EdgeRetalkError(f"sample rate {sample_rate} Hz is outside 4000..192000")
+        self.sample_rate = sample_rate
+        self._resampler = (av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                           if sample_rate != SAMPLE_RATE else None)
+        self._odd = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        data = self._odd + data
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        pcm = np.frombuffer(data[:usable], "<i2")
+        if self._resampler is None or pcm.size == 0:
+            return pcm.astype(np.float32) / 32768.0
+        frame = av.AudioFrame.from_ndarray(pcm[None], format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or
+                              [np.zeros(0, np.float32)])
+
+
+class PacedFileSource:
+    """A speech file delivered at real-time speed, in 20 ms chunks, as if someone were saying it.
+
+    It pushes from `poll` on the live loop's clock, so it also runs under a simulated clock."""
+
+    continuous = False
+
+    def __init__(self, path: Path):
+        check_readable(path)
+        self.name = f"file {path.name}"
+        self.samples = load_audio(path)
+        self._chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
+        self._count = -(-self.samples.size // self._chunk)
+        self._next = 0
+        self._timeline: AudioTimeline | None = None
+
+    def start(self, timeline: AudioTimeline) -> None:
+        self._timeline = timeline
+
+    def _arrival(self, chunk: int) -> float:
+        return self._timeline.start + min((chunk + 1) * self._chunk, self.samples.size) / SAMPLE_RATE
+
+    def poll(self, now: float) -> None:
+        while self._next < self._count and self._arrival(self._next) <= now:
+            first = self._next * self._chunk
+            self._timeline.push(self.samples[first:first + self._chunk], self._arrival(self._next))
+            self._next += 1
+
+    def next_arrival(self) -> float | None:
+        return self._arrival(self._next) if self._next < self._count else None
+
+    def finished(self) -> bool:
+        return self._next >= self._count
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ThreadedSource:
+    """A source that reads in its own thread; its errors surface in the live loop."""
+
+    name = "source"
+    continuous = False
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
+        self.sample_rate = sample_rate
+        self._chunk_bytes = max(2, int(sample_rate * CHUNK_SECONDS) * 2)
+        self._closing = threading.Event()
+        self._ended = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeline: AudioTimeline) -> None:
+        self._thread = threading.Thread(target=self._guarded, args=(timeline,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def _guarded(self, timeline: AudioTimeline) -> None:
+        try:
+            self._read(timeline)
+        except BaseException as error:  # noqa: BLE001 - raised again in the live loop by poll()
+            self._error = error
+        finally:
+            self._ended.set()
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        raise NotImplementedError
+
+    def poll(self, now: float) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, EdgeRetalkError):
+                raise error
+            raise EdgeRetalkError(f"{self.name}: {error}") from error
+
+    def next_arrival(self) -> float | None:
+        return None
+
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+class StreamSource(ThreadedSource):
+    """Raw PCM from a byte stream (stdin by default) until its end."""
+
+    def __init__(self, sample_rate: int, stream: BinaryIO | None = None):
+        super().__init__(sample_rate)
+        self.name = "stdin"
+        self._decoder = PcmDecoder(sample_rate)
+        self._stream = stream or sys.stdin.buffer
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        descriptor = self._stream.fileno()
+        while not self._closing.is_set():
+            data = os.read(descriptor, self._chunk_bytes)
+            if not data:
+                return
+            timeline.push(self._decoder.decode(data))
+
+    def finished(self) -> bool:
+        return self._ended.is_set()
+
+
+class TcpSource(ThreadedSource):
+    """Listens on HOST:PORT; each connection (a TTS engine, one utterance or many) sends raw PCM.
+    Senders are served one after another until the run is stopped; one that has sent nothing for
+    `IDLE_SECONDS` while another is waiting is disconnected, so a silent client cannot starve the
+    rest."""
+
+    IDLE_SECONDS = 1.0
+
+    def __init__(self, host: str, port: int, sample_rate: int):
+        super().__init__(sample_rate)
+        PcmDecoder(sample_rate)  # refuses an impossible rate now, not when the first sender connects
+        try:
+            self._server = socket.create_server((host, port))
+        except OSError as exc:
+            raise EdgeRetalkError(f"tcp://{host}:{port}: cannot listen ({exc.strerror or exc})") from None
+        self.name = f"tcp://{host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.getsockname()[1]
+
+    def _read(self, timeline: AudioTimeline) -> None:
+        connection: socket.socket | None = None
+        decoder, last_data = PcmDecoder(self.sample_rate), 0.0
+        try:
+            while not self._closing.is_set():
+                watched = [self._server] + ([connection] if connection is not None else [])
+                ready, _, _ = select.select(watched, [], [], 0.2)
+                waiting = self._server in ready
+                if connection is None:
+                    if waiting:
+                        connection, _ = self._server.accept()
+                        decoder, last_data = PcmDecoder(self.sample_rate), time.monotonic()
+                    continue
+                if connection in ready:
+                    try:
+                        data = connection.recv(self._chunk_bytes)
+                    except OSError:
+                        data = b""
+                    if data:
+                        timeline.push(decoder.decode(data))
+                        last_data = time.monotonic()
+                        continue
+                elif not (waiting and time.monotonic() - last_data > self.IDLE_SECONDS):
+                    continue
+                connection.close()
+                connection = None
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def close(self) -> None:
+        super().close()
+        self._server.close()
+
+
+def open_audio_source(spec: str, sample_rate: int | None = None, device: str | None = None):
+    """The source named by `spec`: mic, api (the live page's HTTP API), stdin (or -),
+    tcp://HOST:PORT, or a speech file.
+    `sample_rate` is that of raw PCM (16 kHz unless said) or the microphone's (its default)."""
+    if spec == "mic":
+        from .microphone import MicSource  # the microphone needs the optional `live` extra
+
+        return MicSource(device, sample_rate)
+    if spec == "api":
+        return SpeechQueue()
+    sample_rate = sample_rate or SAMPLE_RATE
+    if spec in ("stdin", "-"):
+        return StreamSource(sample_rate)
+    if spec.startswith("tcp://"):
+        address = urlparse(spec)
+        try:
+            port = address.port
+        except ValueError:
+            port = None
+        if not address.hostname or port is None:
+            raise EdgeRetalkError(f"{spec}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7000")
+        return TcpSource(address.hostname, port, sample_rate)
+    path = Path(spec)
+    if not path.exists():
+        raise EdgeRetalkError(f"{spec}: no such file (an audio source is mic, stdin, tcp://HOST:PORT or a file)")
+    return PacedFileSource(path)

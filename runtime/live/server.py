@@ -1,0 +1,303 @@
+"""The live avatar's web server (aiohttp, in its own thread): the kiosk page with picture and
+sound, an MJPEG stream for clients that only take images, and the control API for TTS engines
+and apps.
+
+    GET  /            the page: frames and speech over the /av WebSocket, played in step
+    GET  /av          WebSocket: one binary message per shown frame (see `frame_message`)
+    GET  /stream.mjpg MJPEG stream; GET /frame.jpg the newest frame
+    POST /speech      queue an utterance: an audio file, or raw PCM (audio/L16;rate=N or ?rate=N);
+                      ?interrupt=1 stops what is playing first
+    GET  /pcm         WebSocket: binary messages of raw PCM (?rate=N) form one utterance, until closed
+    POST /stop        stop the utterance playing and drop the queue
+    GET  /status      JSON: speaking or idle, queue, frames, dropped frames, latency
+
+With a token, every path needs `?token=TOKEN` or `Authorization: Bearer TOKEN`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import struct
+import tempfile
+from email.message import Message
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from ..audio.features import SAMPLE_RATE
+from .audio_sources import PcmDecoder
+from .speech_queue import SpeechQueue
+from ..errors import EdgeRetalkError
+from ..io.media import load_audio
+
+JPEG_QUALITY = 85
+BOUNDARY = "edge-retalk-frame"
+MAX_CLIENTS = 64
+CLIENT_TIMEOUT_SECONDS = 10.0  # a connection that sends no request for this long is closed
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+CLIENT_BACKLOG_FRAMES = 50
+HEADER = struct.Struct("<IfI")
+
+
+def frame_message(index: int, delay_ms: float | None, audio: np.ndarray, jpeg: bytes) -> bytes:
+    """One /av message: uint32 frame index, float32 delay from the speech's arrival to this frame
+    in ms (NaN in silence), uint32 sample count, that many int16 samples at 16 kHz, then the
+    frame as JPEG (empty when the frame repeats the previous one)."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    return HEADER.pack(index, math.nan if delay_ms is None else delay_ms, pcm.size) + pcm.tobytes() + jpeg
+
+
+def _page() -> bytes:
+    return resources.files(__package__).joinpath("avatar_page.html").read_bytes()
+
+
+class AvatarServer:
+    """Serves what the live loop shows (it is an `Output`) and, with a `SpeechQueue`, takes speech
+    for it. `status` gives the live run's figures for GET /status."""
+
+    def __init__(self, host: str, port: int, token: str | None = None, fps: float = 25.0,
+                 speech: SpeechQueue | None = None, status: Callable[[], dict] | None = None):
+        self._token, self._fps, self._speech, self._status = token, fps, speech, status or dict
+        self._loop = asyncio.new_event_loop()
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="jpeg")
+        self._clients = 0
+        self._av: set[asyncio.Queue] = set()
+        self._newest: tuple[int, np.ndarray | None, bytes | None] = (-1, None, None)
+        self._changed = asyncio.Condition()
+        self._index = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop.run_forever, name="avatar-server", daemon=True)
+        self._thread.start()
+        try:
+            self._runner, self._address = asyncio.run_coroutine_threadsafe(self._start(host, port), self._loop).result()
+        except OSError as exc:
+            self._stop_loop()
+            raise EdgeRetalkError(f"http://{host}:{port}: cannot serve ({exc.strerror or exc})") from None
+
+    async def _start(self, host: str, port: int):
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[self._guard])
+        app.add_routes([web.get("/", self._index_page), web.get("/index.html", self._index_page),
+                        web.get("/av", self._av_socket), web.get("/stream.mjpg", self._mjpeg),
+                        web.get("/frame.jpg", self._frame), web.post("/speech", self._post_speech),
+                        web.get("/pcm", self._pcm_socket), web.post("/stop", self._stop),
+                        web.get("/status", self._get_status)])
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                               keepalive_timeout=CLIENT_TIMEOUT_SECONDS)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner, runner.addresses[0][:2]
+
+    @property
+    def url(self) -> str:
+        host, port = self._address
+        return f"http://{host}:{port}/" + (f"?token={self._token}" if self._token else "")
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        """The token check and the client limit, for every path."""
+        if self._token:
+            given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                raise web.HTTPForbidden(text="this avatar needs ?token=TOKEN or Authorization: Bearer TOKEN\n")
+        if self._clients >= MAX_CLIENTS:
+            raise web.HTTPServiceUnavailable(text="too many clients\n")
+        self._clients += 1
+        try:
+            return await handler(request)
+        finally:
+            self._clients -= 1
+
+    # frames in
+
+    def show(self, frame: np.ndarray, audio: np.ndarray, dropped: bool, delay: float | None = None) -> None:
+        """Called by the live loop for every frame; hands it to the server's thread."""
+        self._loop.call_soon_threadsafe(self._publish, frame, audio, dropped, delay)
+
+    def _publish(self, frame: np.ndarray, audio: np.ndarray, dropped: bool, delay: float | None) -> None:
+        index, self._index = self._index, self._index + 1
+        self._newest = (index, frame, None)
+        asyncio.ensure_future(self._announce(), loop=self._loop)
+        if self._av:
+            repeat = dropped and index > 0
+            future = None if repeat else self._loop.run_in_executor(self._encoder, _jpeg, frame)
+            for queue in list(self._av):
+                if queue.qsize() >= CLIENT_BACKLOG_FRAMES:
+                    self._av.discard(queue)
+                    queue.put_nowait(None)  # a client this far behind is dropped
+                else:
+                    queue.put_nowait((index, delay, time.monotonic(), audio, future))
+
+    async def _announce(self) -> None:
+        """Wake the MJPEG clients waiting for a newer frame."""
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _newest_jpeg(self, after: int) -> tuple[int, bytes] | None:
+        """The first frame newer than `after`, as JPEG (encoded once); None once closing."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or self._newest[0] > after)
+        if self._closed:
+            return None
+        index, frame, jpeg = self._newest
+        if jpeg is None:
+            jpeg = await self._loop.run_in_executor(self._encoder, _jpeg, frame)
+            if self._newest[0] == index:
+                self._newest = (index, frame, jpeg)
+        return index, jpeg
+
+    # pages and streams
+
+    async def _index_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=_page(), content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def _frame(self, request: web.Request) -> web.Response:
+        newest = await self._newest_jpeg(-1)
+        if newest is None:
+            raise web.HTTPServiceUnavailable()
+        return web.Response(body=newest[1], content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                               "Cache-Control": "no-store"})
+        await response.prepare(request)
+        index = -1
+        try:
+            while (newest := await self._newest_jpeg(index)) is not None:
+                index, jpeg = newest
+                await response.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                                     "\r\n\r\n".encode() + jpeg + b"\r\n")
+        except ConnectionError:
+            pass  # the client went away
+        return response
+
+    async def _av_socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=10.0)
+        await socket.prepare(request)
+        await socket.send_str(json.dumps({"fps": self._fps, "sample_rate": SAMPLE_RATE}))
+        queue: asyncio.Queue = asyncio.Queue()
+        self._av.add(queue)
+        try:
+            while (item := await queue.get()) is not None and not socket.closed:
+                index, delay, shown_at, audio, jpeg = item
+                data = b"" if jpeg is None else await jpeg
+                delay_ms = None if delay is None else 1000 * (delay + time.monotonic() - shown_at)
+                await socket.send_bytes(frame_message(index, delay_ms, audio, data))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._av.discard(queue)
+            await socket.close()
+        return socket
+
+    # the control API
+
+    def _queue(self) -> SpeechQueue:
+        if self._speech is None:
+            raise web.HTTPConflict(text="this avatar takes speech from another source; start it with "
+                                        "--audio-source api to send speech here\n")
+        return self._speech
+
+    async def _post_speech(self, request: web.Request) -> web.Response:
+        queue = self._queue()
+        body = await request.read()
+        if not body:
+            raise web.HTTPBadRequest(text="no audio in the request body\n")
+        rate = _pcm_rate(request)
+        try:
+            samples = await self._loop.run_in_executor(None, _decode_speech, body, rate)
+        except EdgeRetalkError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        try:
+            utterance = queue.add(samples, interrupt=_flag(request, "interrupt"))
+        except EdgeRetalkError as exc:
+            raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
+        return web.json_response({"id": utterance.id, "seconds": round(samples.size / SAMPLE_RATE, 3),
+                                  **queue.state()}, status=202)
+
+    async def _pcm_socket(self, request: web.Request) -> web.WebSocketResponse:
+        queue = self._queue()
+        try:
+            decoder = PcmDecoder(_pcm_rate(request) or SAMPLE_RATE)
+        except EdgeRetalkError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        socket = web.WebSocketResponse(heartbeat=10.0)
+        await socket.prepare(request)
+        utterance = queue.open(interrupt=_flag(request, "interrupt"))
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.BINARY:
+                    queue.extend(utterance, decoder.decode(message.data))
+        finally:
+            queue.close_utterance(utterance)
+        return socket
+
+    async def _stop(self, request: web.Request) -> web.Response:
+        return web.json_response({"stopped": self._queue().interrupt()})
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        speech = self._speech.state() if self._speech is not None else {}
+        return web.json_response({**self._status(), **speech, "page_clients": len(self._av)})
+
+    def close(self) -> None:
+        async def closing():
+            self._closed = True
+            async with self._changed:
+                self._changed.notify_all()
+            for queue in list(self._av):
+                queue.put_nowait(None)
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(closing(), self._loop).result(timeout=10)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._encoder.shutdown(wait=False)
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return data.tobytes()
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _pcm_rate(request: web.Request) -> int | None:
+    """The sample rate of a raw-PCM body (audio/L16;rate=N or ?rate=N); None for an audio file."""
+    rate = request.query.get("rate")
+    header = Message()
+    header["Content-Type"] = request.headers.get("Content-Type", "")
+    if header.get_content_type() == "audio/l16":
+        rate = rate or header.get_param("rate") or str(SAMPLE_RATE)
+    if rate is None:
+        return None
+    if not rate.isdigit():
+        raise web.HTTPBadRequest(text=f"rate {rate!r} is not a number of samples per second\n")
+    return int(rate)
+
+
+def _decode_speech(body: bytes, rate: int | None) -> np.ndarray:
+    """16 kHz mono float32 from raw 16-bit PCM at `rate`, or from any audio file PyAV reads."""
+    if rate is not None:
+        return PcmDecoder(rate).decode(body)
+    with tempfile.TemporaryDirectory(prefix=".speech-") as folder:
+        path = Path(folder) / "speech"
+        path.write_bytes(body)
+        try:
+            return load_audio(path)
+        except EdgeRetalkError as exc:
+            raise EdgeRetalkError(str(exc).replace(f"{path}: ", "")) from None

@@ -1,0 +1,150 @@
+"""Speech sent through the live server's HTTP API (`POST /speech`, the `/pcm` WebSocket) or pushed
+from Python (`LiveStream.push`): utterances queued and played one after another at real-time pace."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio.features import SAMPLE_RATE
+from ..errors import EdgeRetalkError
+from .timeline import AudioTimeline
+
+CHUNK_SECONDS = 0.02
+
+
+@dataclass
+class Utterance:
+    """Speech queued through the API: a whole file, or a stream that grows until it is closed."""
+
+    id: int
+    unplayed: deque[np.ndarray] = field(default_factory=deque)
+    size: int = 0
+    closed: bool = False
+    played: int = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        self.unplayed.append(samples)
+        self.size += samples.size
+
+    def take(self, count: int) -> np.ndarray:
+        """The next `count` samples (fewer at the end); only those are copied, so a long stream
+        costs no more per chunk than a short one."""
+        taken = []
+        while count and self.unplayed:
+            head = self.unplayed.popleft()
+            taken.append(head[:count])
+            if head.size > count:
+                self.unplayed.appendleft(head[count:])
+            count -= taken[-1].size
+        chunk = np.concatenate(taken) if taken else np.zeros(0, np.float32)
+        self.played += chunk.size
+        return chunk
+
+
+class SpeechQueue:
+    """Utterances from the HTTP API (`POST /speech`, the `/pcm` WebSocket), played one after
+    another at real-time pace in 20 ms chunks, like `PacedFileSource`; `interrupt` drops the one
+    playing and those waiting. A streamed utterance plays as its samples come; if they come slower
+    than real time, the avatar waits for them (the live loop fills the gap with silence). Runs
+    until the live run is stopped."""
+
+    name = "the HTTP API (POST /speech, WebSocket /pcm)"
+    continuous = False
+    MAX_QUEUED_SECONDS = 600
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: deque[Utterance] = deque()
+        self._playing: Utterance | None = None
+        self._due = 0.0
+        self._chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
+        self._next_id = 0
+        self._timeline: AudioTimeline | None = None
+
+    def start(self, timeline: AudioTimeline) -> None:
+        self._timeline = timeline
+
+    def open(self, interrupt: bool = False) -> Utterance:
+        """A new utterance at the end of the queue (alone in it with `interrupt`)."""
+        with self._lock:
+            if interrupt:
+                self._drop_all()
+            if self.queued_seconds() > self.MAX_QUEUED_SECONDS:
+                raise EdgeRetalkError(f"more than {self.MAX_QUEUED_SECONDS} s of speech already queued")
+            self._next_id += 1
+            utterance = Utterance(self._next_id)
+            self._waiting.append(utterance)
+            return utterance
+
+    def add(self, samples: np.ndarray, interrupt: bool = False) -> Utterance:
+        """Queue a whole utterance."""
+        utterance = self.open(interrupt)
+        with self._lock:
+            utterance.append(np.asarray(samples, np.float32))
+            utterance.closed = True
+        return utterance
+
+    def extend(self, utterance: Utterance, samples: np.ndarray) -> None:
+        with self._lock:
+            utterance.append(np.asarray(samples, np.float32))
+
+    def close_utterance(self, utterance: Utterance) -> None:
+        with self._lock:
+            utterance.closed = True
+
+    def interrupt(self) -> int:
+        """Stop the utterance playing and drop those waiting; returns how many were dropped."""
+        with self._lock:
+            return self._drop_all()
+
+    def _drop_all(self) -> int:
+        dropped = len(self._waiting) + (self._playing is not None)
+        self._waiting.clear()
+        self._playing = None
+        return dropped
+
+    def queued_seconds(self) -> float:
+        """Speech not yet played (streams count what has come so far)."""
+        waiting = sum(u.size for u in self._waiting)
+        playing = self._playing.size - self._playing.played if self._playing is not None else 0
+        return (waiting + playing) / SAMPLE_RATE
+
+    def state(self) -> dict:
+        with self._lock:
+            return {"speaking": self._playing is not None, "utterances_waiting": len(self._waiting),
+                    "queued_seconds": round(self.queued_seconds(), 2)}
+
+    def poll(self, now: float) -> None:
+        with self._lock:
+            while True:
+                if self._playing is None:
+                    if not self._waiting or self._waiting[0].size == 0 and not self._waiting[0].closed:
+                        return
+                    self._playing = self._waiting.popleft()
+                    self._due = max(self._due, now + CHUNK_SECONDS)
+                utterance = self._playing
+                left = utterance.size - utterance.played
+                if left == 0 and utterance.closed:
+                    self._playing = None
+                    continue
+                if left < self._chunk and not utterance.closed:
+                    self._due = max(self._due, now + CHUNK_SECONDS)  # a stream running late: wait for it
+                    return
+                if self._due > now:
+                    return
+                self._timeline.push(utterance.take(self._chunk), self._due)
+                self._due += CHUNK_SECONDS
+
+    def next_arrival(self) -> float | None:
+        with self._lock:
+            return self._due if self._playing is not None else None
+
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.interrupt()

@@ -1,0 +1,3 @@
+"""Saying that a video is synthetic: the metadata label, C2PA Content Credentials and the invisible
+watermark, and reading all three back (`edge-retalk inspect`).
+"""

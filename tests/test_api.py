@@ -1,0 +1,74 @@
+"""The Python front door (`edge_retalk.LipSync`): the README's example as written, frames and live
+speech in memory, and the same one-line errors as the CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_retalk import EdgeRetalkError, LipSync
+from edge_retalk.io.media import load_audio
+from edge_retalk.provenance import watermark
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_python() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) == 1, "the README has one Python example"
+    return blocks[0]
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+    result = subprocess.run([sys.executable, "-c", readme_python()], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    frames, fps = re.match(r"(\d+) frames at (\d+) fps, 0 without a face", lines[0]).groups()
+    assert int(frames) > 25 and int(fps) > 0
+    assert lines[1] == "25 (512, 512, 3)"
+    speaking, shown = map(int, re.match(r"(\d+) of (\d+) live frames showed speech", lines[2]).groups())
+    assert shown == 50 and 10 <= speaking <= 30, "one second of speech in two seconds of live frames"
+    assert (tmp_path / "talking.mp4").stat().st_size > 10_000 and (tmp_path / "avatar" / "avatar.json").is_file()
+    assert "Traceback" not in result.stderr
+
+
+def test_the_base_import_is_the_front_door_without_torch():
+    code = "import sys; from edge_retalk import LipSync; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_frames_in_memory_follow_the_speech_and_carry_the_watermark(face, data):
+    """A photo given as an array and speech given as samples at another rate: one frame per 40 ms,
+    the mouth moves with the speech, and every frame carries the invisible mark (or none when
+    unlabelled)."""
+    image = cv2.imread(str(face))
+    speech = load_audio(data / "speech" / "unitychan_univ0003.wav", 22050)
+    frames = list(LipSync().frames(image, speech, sample_rate=22050))
+    assert len(frames) == round(speech.size / 22050 * 25) and frames[0].shape == image.shape
+    change = [float(np.abs(f.astype(int) - image).mean()) for f in frames]
+    assert max(change) > 2 * min(change), "the mouth moves with the speech"
+    assert watermark.detect_in_frames(frames[:25]).present
+    plain = list(LipSync(label=False).frames(image, speech, sample_rate=22050))
+    assert not watermark.detect_in_frames(plain[:25]).present
+
+
+def test_bad_arguments_are_one_line_errors(face, tmp_path):
+    sync = LipSync(renderer="painted")
+    with pytest.raises(EdgeRetalkError, match="BGR uint8 array"):
+        next(sync.frames(np.zeros((64, 64), np.uint8), np.zeros(16000, np.float32)))
+    with pytest.raises(EdgeRetalkError, match="1-D float or int16"):
+        next(sync.frames(face, np.zeros((2, 16000), np.float32)))
+    with pytest.raises(EdgeRetalkError, match="unknown renderer"):
+        LipSync(renderer="sketch")
+    with pytest.raises(EdgeRetalkError, match="no such generator"):
+        LipSync(generator=tmp_path / "missing.onnx")
+    with pytest.raises(EdgeRetalkError, match="must be an .mp4"):
+        sync.run(str(face), str(face), str(tmp_path / "out.avi"))
