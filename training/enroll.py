@@ -3,8 +3,9 @@
 The footage is tracked once; its last `HELD_OUT` is kept aside. The generic lip-shape network is
 fine-tuned on the person's speech and lip shapes (their own rest shape and how far they move),
 and the generic mouth renderer on their face (their lips, teeth and tongue). On the held-out
-part both personal models are scored against the generic ones, and a contact sheet (real /
-generic / personal) is written. The bundle holds everything `prepare` writes plus the two
+part both personal models are scored against the generic ones, each as the runtime uses it (the
+generic shape network with its gain and doubled motion, the personal one as fitted), and a
+contact sheet (real / generic / personal) is written. The bundle holds everything `prepare` writes plus the two
 personal networks (exported and checked like any model), a reference crop and the report. It is
 built in a work folder beside the output, which `--resume` continues after a stop, and appears
 whole or not at all.
@@ -34,6 +35,7 @@ from ..audio.lip_shape import ShapeSpace, canonical_shape, shape_opening
 from ..io.media import check_readable, has_audio, probe_face, iter_video_frames
 from ..models import model_path
 from ..audio.mouth_opening import silence_mask
+from ..generators.learned import SHIPPED_MOTION_SCALE
 from ..io.workers import raise_if_interrupted
 from ..face.tracker import FaceDetector
 from .footage import Clip, measure
@@ -249,8 +251,8 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     torch.save({"state_dict": personal_renderer.state_dict()}, work / "mouth_renderer.pt")
 
     generic_rest = space.rest_shape(recording.shapes[:1])
-    generic = score(generic_shape, space, recording, held_part, generic_rest)
-    personal = score(personal_shape, space, recording, held_part, personal_shape.rest.numpy())
+    generic = score(generic_shape, space, recording, held_part, generic_rest, run_scale=SHIPPED_MOTION_SCALE)
+    personal = score(personal_shape, space, recording, held_part, personal_shape.rest.numpy(), run_scale=1.0)
     reference = train_footage.crops[train_footage.frames[widest_open_frame(train_footage, template)]]
     if held_footage is not None:
         rows_generic = reconstruction(torch_runner(generic_renderer), held_footage, template, crop, reference=reference)

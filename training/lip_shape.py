@@ -24,7 +24,8 @@ import torch
 from rich.progress import Progress
 
 from ..audio.features import log_mel
-from ..audio.lip_shape import LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, mean_spectrum, mel_windows, shape_opening
+from ..audio.lip_shape import (LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, lip_motion, mean_spectrum,
+                               mel_windows, shape_opening)
 from ..audio.mouth_opening import silence_mask, smooth_track
 from ..export.models.lip_shape import COMPONENTS, LipShapeNet
 from .augment import augmented_versions
@@ -185,16 +186,20 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def score(model: LipShapeNet, space: ShapeSpace, recording: Recording, part: slice | None = None,
-          rest: np.ndarray | None = None) -> dict[str, float]:
+          rest: np.ndarray | None = None, run_scale: float | None = None) -> dict[str, float]:
     """Held-out figures of one recording (its `part`: by default all of it, or a long recording's
     held-out tail), driven by its own clean speech; the rest shape is `rest` or estimated from
-    the first frame, as for a photo."""
+    the first frame, as for a photo. The shapes are the network's own regression, or with
+    `run_scale` the motion the runtime draws (its gain, and that scale: see `lip_motion`)."""
     if part is None:
         part = slice(recording.usable.stop, None) if recording.name.startswith("long/") else slice(None)
     shapes = recording.shapes[part]
     coefficients = smooth_track(predict(model, recording.windows[0][part]))
     rest = space.rest_shape(shapes[:1]) if rest is None else rest
-    predicted = space.shapes(rest, coefficients - model.silent.numpy())
+    silent = model.silent.numpy()
+    motion = (coefficients - silent if run_scale is None
+              else lip_motion(coefficients, silent, model.gain.numpy(), run_scale))
+    predicted = space.shapes(rest, motion)
     truth = targets(recording, space)[part]
     distance = lambda a: float(np.linalg.norm(a[:, LIP_ROWS] - shapes[:, LIP_ROWS], axis=-1).mean())  # noqa: E731
     return {"r_opening": pearson(shape_opening(predicted), shape_opening(shapes)),

@@ -94,3 +94,10 @@ class ShapeSpace:
         """Canonical shapes (n, P, 2) for motion coefficients (n, K) around `rest` (P, 2)."""
         return rest[None] + (coefficients @ self.basis).reshape(len(coefficients), -1, 2)
 
+
+def lip_motion(coefficients: np.ndarray, silent: np.ndarray, gain: np.ndarray | float = 1.0,
+               scale: float = 1.0) -> np.ndarray:
+    """Motion away from the closed mouth (n, K) that the runtime asks the renderer for: the
+    network's coefficients (n, K) less the closed mouth's (`silent`), the fluctuation scaled by
+    the `gain` that undoes the regression's shrinkage, all by `scale`."""
+    return scale * (gain * coefficients - silent)

@@ -30,7 +30,7 @@ from .painted import lip_warp_maps, polygon_mask
 from ..face.landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
                         face_height)
 from ..quality.metrics import apply
-from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, mel_windows
+from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, lip_motion, mel_windows
 from ..audio.lip_shape import samples_needed as shape_samples_needed
 from ..models import model_path
 from ..audio.mouth_opening import silence_mask, smooth_latest, smooth_track
@@ -133,7 +133,7 @@ class ShapeTrack:
         distance from the closed mouth's coefficients (`silent`), the fluctuation scaled by the
         gain that undoes the regression's shrinkage, all by `amplitude` (and `scale`); none where
         `quiet`."""
-        return (1 - quiet)[:, None] * amplitude * self.scale * (self.gain * coefficients - self.silent)
+        return (1 - quiet)[:, None] * lip_motion(coefficients, self.silent, self.gain, amplitude * self.scale)
 
 
 class LearnedRenderer:
