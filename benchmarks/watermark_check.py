@@ -20,7 +20,7 @@ import click
 import cv2
 import numpy as np
 
-from edge_retalk import watermark
+from edge_retalk.provenance import watermark
 from edge_retalk.devices.autotune import machine
 from edge_retalk.io.media import iter_video_frames, probe_face
 

@@ -4,6 +4,10 @@ An architecture is exported as one or more parts (Wav2Lip: the generator; VideoR
 generator and the style encoder it needs once per reference). Every target is converted part by
 part, then the chained artefacts are checked against PyTorch on held-out real inputs before
 anything is kept. A target that fails is reported with its reason and the others go on.
+
+Longer than most modules (about 360 lines) on purpose: it is the export's one plan, read top to
+bottom (parts per architecture, convert, check parity, keep or refuse, write manifests and the
+report); split, the order of those steps would have to be pieced together from several files.
 """
 
 from __future__ import annotations
@@ -227,9 +231,9 @@ def _write_manifest(part: Part, spec: ExportFormat, target: Path, engine, source
     manifest = Manifest(
         arch=part.arch, format=spec.format, precision=spec.precision, file=target.name, sha256=sha256_of(target),
         companions=companions, source_sha256=source_sha,
-        inputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32")
+        inputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32", ours)
                 for name, ours in zip(engine.input_names, own[0])],
-        outputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32")
+        outputs=[TensorSpec(name, [batch, *part.shapes[ours]], "float32", ours)
                  for name, ours in zip(engine.output_names, own[1])],
         layout="NCHW", colour_order="BGR", value_range=[0.0, 1.0], face_size=part.face_size, mel_steps=part.mel_steps,
         exporter=f"edge-retalk export (torch {torch.__version__})",

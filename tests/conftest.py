@@ -33,9 +33,11 @@ def manifest(folder: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def own_config_folder(tmp_path_factory) -> None:
-    """Every test session makes its own test signing key, and never touches the user's config."""
+def own_config_and_cache_folders(tmp_path_factory) -> None:
+    """Every test session makes its own test signing key and autotune measurements, and never
+    touches the user's config or cache."""
     os.environ["EDGE_RETALK_CONFIG"] = str(tmp_path_factory.mktemp("config"))
+    os.environ["EDGE_RETALK_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture

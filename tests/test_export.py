@@ -137,6 +137,7 @@ def test_transposed_convolution_rewrite_keeps_the_numbers():
         assert torch.allclose(ours(x), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
     out_dir = tmp_path / "exported"
     result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint,
@@ -215,6 +216,26 @@ def test_manifest_guards(tmp_path, data, gan_checkpoint):
     refused_with(lambda m: {**m, "sha256": "0" * 64}, "does not match its manifest")
     refused_with(lambda m: {**m, "style_encoder": "wav2lip.fp32.onnx"}, "not among its checksummed files")
     refused_with(lambda m: {k: v for k, v in m.items() if k != "layout"}, r"missing fields \['layout'\]")
+
+    from edge_retalk.face.tracker import FaceTracker
+    from edge_retalk.generators.neural import NeuralGenerator
+
+    frame = next(iter_video_frames(data / "clips" / "lrs2_00019.mp4"))
+    item = [(frame, FaceTracker(25.0)(frame))]
+    window = [np.linspace(-4, 1, 80 * 16, dtype=np.float32).reshape(80, 16)]
+    manifest_file.write_text(json.dumps(original))
+    expected = NeuralGenerator(model).generate_from_windows(item, window)[0]
+    assert [spec["role"] for spec in original["inputs"]] == ["mel", "face"]
+    # inputs are bound by role, not by their order in the manifest
+    manifest_file.write_text(json.dumps({**original, "inputs": original["inputs"][::-1]}))
+    assert np.array_equal(NeuralGenerator(model).generate_from_windows(item, window)[0], expected)
+    wrong_role = [dict(original["inputs"][0], role="audio"), original["inputs"][1]]
+    for edit, expected_error in (({"colour_order": "RGB"}, "takes NCHW RGB in"),
+                                 ({"value_range": [-1.0, 1.0]}, r"in \[-1.0"),
+                                 ({"inputs": wrong_role}, "a lip generator takes")):
+        manifest_file.write_text(json.dumps({**original, **edit}))
+        with pytest.raises(EdgeRetalkError, match=expected_error):
+            NeuralGenerator(model)
     manifest_file.write_text(json.dumps(original))
     with open(model, "ab") as handle:
         handle.write(b"tampered")

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import run_cli
-from edge_retalk import watermark
+from edge_retalk.provenance import watermark
 from edge_retalk.provenance.content_credentials import new_certificate_chain
 from edge_retalk.io.media import iter_video_frames, probe_face
 
@@ -94,6 +95,7 @@ def test_signing_with_a_key_of_another_certificate_is_refused(data, tmp_path):
     assert result.returncode == 1 and result.stderr.strip() == "error: --sign-cert and --sign-key go together"
 
 
+@pytest.mark.slow
 def test_real_clips_carry_no_watermark(data):
     scores = {clip.name: watermark.detect(clip).score for clip in videos(data / "clips", None)}
     assert len(scores) >= 39

@@ -119,7 +119,7 @@ def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(tmp_path
 
 
 def test_the_fastest_renderer_form_is_measured_once_per_machine_and_shown(tmp_path, monkeypatch):
-    from edge_retalk import autotune
+    from edge_retalk.devices import autotune
     from edge_retalk.generators.learned import RENDERER_FORMS
 
     monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path))

@@ -110,7 +110,7 @@ def test_prepare_refuses_to_overwrite_and_faceless_input(avatar, tmp_path, data)
 
 
 def test_live_never_runs_face_detection(avatar, data, tmp_path, monkeypatch):
-    from edge_retalk import tracker
+    from edge_retalk.face import tracker
     from edge_retalk.live.loop import LiveOptions
     from edge_retalk.live.session import LiveSetup, run_session
 
@@ -125,6 +125,7 @@ def test_live_never_runs_face_detection(avatar, data, tmp_path, monkeypatch):
     assert report.frames == 25
 
 
+@pytest.mark.slow
 def test_sixty_seconds_through_the_socket_at_real_time_pace(avatar, data, tmp_path):
     speech = load_audio(data / "speech" / LONG_SPEECH)[: 60 * SAMPLE_RATE]
     assert speech.size == 60 * SAMPLE_RATE
@@ -420,6 +421,7 @@ def test_kiosk_page_plays_picture_and_sound_in_a_real_browser(avatar, data):
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
 
 
+@pytest.mark.slow
 def test_speech_api_plays_utterances_in_order_and_stop_interrupts(avatar, data, tmp_path):
     """A WAV and an MP3 posted back to back, then 22.05 kHz PCM (audio/L16) and a stream over the
     /pcm WebSocket, are each heard whole and in order in the recording, with the mouth in step;
@@ -513,6 +515,7 @@ def eye_likeness(video: Path) -> np.ndarray:
     return np.array([float((patch * typical).mean()) for patch in patches])
 
 
+@pytest.mark.slow
 def test_photo_avatar_blinks_and_moves_slightly_when_idle_and_still_stays_still(data, tmp_path):
     photo = data / "portraits" / "photo_einstein.png"
     recordings = {}

@@ -10,9 +10,10 @@ import pytest
 
 from conftest import run_cli
 from edge_retalk.errors import EdgeRetalkError
-from edge_retalk.engines.formats import FORMATS
 from edge_retalk.engines import open_engine
-from edge_retalk.devices.profiles import PROVIDERS, choose_generator, load_profile, profiles, provider_options, resolve
+from edge_retalk.boards import BOARDS_DIR
+from edge_retalk.devices.profiles import (PROVIDERS, choose_generator, generator_entry, load_profile, profiles,
+                                         provider_options, resolve)
 
 BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "jetson-nano", "intel-nuc", "intel-n100", "rpi5", "rk3588",
           "generic-x86-64", "generic-arm64"}
@@ -22,7 +23,7 @@ def test_every_profile_validates():
     found = profiles()
     assert set(found) == BOARDS
     for profile in found.values():
-        assert set(profile.generators) <= set(FORMATS) | {"default"}
+        assert all(g == "default" or generator_entry(g) for g in profile.generators)
         assert profile.providers and set(profile.providers) <= set(PROVIDERS)
         assert profile.threads >= 1 and profile.batch >= 1 and profile.target_fps > 0 and profile.why
 
@@ -74,6 +75,22 @@ def test_choice_walks_the_generators_in_order(tmp_path):
     profile = profiles()["jetson-nano"]
     choice = choose_generator(profile, tmp_path)
     assert choice.artefact is None and len(choice.notes) == 1
+
+
+def test_a_profile_can_prefer_another_architecture(tmp_path):
+    """A generator entry names its architecture ("videoretalking/onnx:fp32"); a bare format is Wav2Lip."""
+    text = (BOARDS_DIR / "generic-x86-64.toml").read_text()
+    start = text.index("generators = ")
+    text = text[:start] + 'generators = ["videoretalking/onnx:fp32", "onnx:fp32", "default"]' + text[text.index("\n", start):]
+    (tmp_path / "mixed.toml").write_text(text)
+    profile = load_profile(tmp_path / "mixed.toml")
+    models = tmp_path / "exported"
+    models.mkdir()
+    (models / "wav2lip.fp32.onnx").write_bytes(b"")
+    assert choose_generator(profile, models).artefact == models / "wav2lip.fp32.onnx"
+    (models / "videoretalking.fp32.onnx").write_bytes(b"")
+    assert choose_generator(profile, models).artefact == models / "videoretalking.fp32.onnx"
+    assert generator_entry("lip_shape/onnx:fp32") is None and generator_entry("onnx:fp8") is None
 
 
 def test_devices_lists_profiles_and_what_runs_here():

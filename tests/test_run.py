@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import manifest, run_cli
-from edge_retalk import watermark
+from edge_retalk.provenance import watermark
 from edge_retalk.generators.compositor import mouth_region
 from edge_retalk.generators.painted import PaintedGenerator
 from edge_retalk.generators.learned import LearnedGenerator

@@ -25,6 +25,7 @@ def module(name: str, *args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_recipes_train_score_held_out_speakers_and_export(data, tmp_path):
     """Footage cache, shape network with held-out folds, renderer: each runs, reports, and its
     checkpoint goes through `export` with its parity check."""
@@ -139,6 +140,7 @@ def test_enroll_refuses_footage_without_speech(data, tmp_path):
     assert "no speech" in result.stderr
 
 
+@pytest.mark.slow
 def test_enroll_of_a_mouth_that_never_opens_still_works_and_says_so(data, tmp_path):
     """A real face held still for 10 s beside real speech: the bundle is written and runs, with a
     note that no open mouth could be learned from it."""

@@ -52,6 +52,7 @@ def test_state_dict_layout_is_the_official_one(name, model):
     assert ours == official
 
 
+@pytest.mark.slow
 def test_checkpoints_load_as_upstream_loads_them(checkpoints, enet, tmp_path):
     lnet_path, enet_path = checkpoints
     lnet = load_checkpoint(LNet(), lnet_path)
@@ -150,6 +151,7 @@ if os.environ.get("EXPORT_FULL") == "1":
                     "openvino:fp16": "videoretalking.fp16.xml"}
 
 
+@pytest.mark.slow
 def test_export_then_run_each_target(data, tmp_path, checkpoints):
     """From official-layout files to ONNX FP32 (and INT8 and FP16 with EXPORT_FULL=1), each checked
     against PyTorch on real inputs by the export, then run on a real clip; the style code is

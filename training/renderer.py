@@ -10,6 +10,10 @@ so pushes teeth and lip edges away from the blurry average). Speakers in `HELD_O
 trained on: the reconstruction test renders their frames from their first frame and the real
 lip shape, and compares the mouth region with the real frames, beside the painted renderer.
 Checkpoints every few minutes; `--resume` continues; `--minutes` bounds the run.
+
+Longer than most modules (about 330 lines) on purpose: one recipe, with the data, losses,
+discriminator, held-out scoring and its command line kept together so the run is reproducible
+from this file.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Written in export-friendly forms that keep the upstream numbers (each is tested)
 - the (C, H, W) layer norm reduces over fixed axes instead of reading the input's shape.
 Convolutions keep their spectral norm (`weight_orig`, `weight_u`, `weight_v`) so that official
 files load; `fold_spectral_norm` turns them into plain weights before export.
+
+Longer than most modules (about 350 lines) on purpose: it mirrors one upstream network block by
+block, so that it can be read against the original and its state-dict layout in one place.
 """
 
 from __future__ import annotations

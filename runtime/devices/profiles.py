@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..boards import BOARDS_DIR
 from ..errors import EdgeRetalkError
-from ..engines.formats import FORMATS
+from ..engines.formats import FORMATS, ExportFormat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +29,8 @@ else:
 PROVIDERS = ("onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino", "onnxruntime:cpu",
              "openvino:gpu", "openvino:cpu", "litert:xnnpack")
 DEFAULT_GENERATOR = "default"
+GENERATOR_ARCHITECTURES = ("wav2lip", "videoretalking")
+"""Exported lip-sync networks a profile can pick (artefacts named ARCH.PRECISION.SUFFIX)."""
 CPU_PROVIDERS = {"onnxruntime:cpu", "openvino:cpu", "litert:xnnpack"}
 """Providers whose speed the autotune can measure with the engine's default (CPU) settings."""
 
@@ -54,6 +56,15 @@ class BoardProfile:
     tensorrt_engine_cache: str = ""
 
 
+def generator_entry(entry: str) -> tuple[str, ExportFormat] | None:
+    """A profile's generator entry, "FORMAT:PRECISION" (a Wav2Lip artefact) or
+    "ARCH/FORMAT:PRECISION" (e.g. "videoretalking/onnx:fp32"), as (architecture, format row);
+    None if it names neither."""
+    arch, _, key = entry.rpartition("/")
+    arch = arch or "wav2lip"
+    return (arch, FORMATS[key]) if arch in GENERATOR_ARCHITECTURES and key in FORMATS else None
+
+
 def load_profile(path: Path) -> BoardProfile:
     """Read and validate one profile file; every problem is named."""
     try:
@@ -73,7 +84,7 @@ def load_profile(path: Path) -> BoardProfile:
             if not ok:
                 problems.append(f"{key!r} should be {expected}")
     problems += [f"unknown generator {g!r}" for g in raw.get("generators", [])
-                 if g != DEFAULT_GENERATOR and g not in FORMATS]
+                 if g != DEFAULT_GENERATOR and generator_entry(g) is None]
     problems += [f"unknown provider {p!r}" for p in raw.get("providers", []) if p not in PROVIDERS]
     if problems:
         raise EdgeRetalkError(f"{path}: invalid profile: {'; '.join(problems)}")
@@ -169,12 +180,13 @@ def compare_candidates(profile: BoardProfile, models_dir: Path) -> list[tuple[Pa
     profile prefers among those installed for its engine."""
     have = available_providers()
     found = []
-    for spec in FORMATS.values():
-        artefact = models_dir / spec.file_name()
-        usable = [p for p in PROVIDERS if p.startswith(spec.engine + ":") and p in have]
-        if artefact.is_file() and usable:
-            preferred = [p for p in profile.providers if p in usable]
-            found.append((artefact, (preferred or usable)[0]))
+    for arch in GENERATOR_ARCHITECTURES:
+        for spec in FORMATS.values():
+            artefact = models_dir / spec.file_name(arch)
+            usable = [p for p in PROVIDERS if p.startswith(spec.engine + ":") and p in have]
+            if artefact.is_file() and usable:
+                preferred = [p for p in profile.providers if p in usable]
+                found.append((artefact, (preferred or usable)[0]))
     return found
 
 
@@ -212,8 +224,8 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None, threads: in
     for key in profile.generators:
         if key == DEFAULT_GENERATOR:
             break
-        spec = FORMATS[key]
-        path = (models_dir or Path("exported")) / spec.file_name()
+        arch, spec = generator_entry(key)
+        path = (models_dir or Path("exported")) / spec.file_name(arch)
         wanted = [p for p in profile.providers if p.startswith(spec.engine + ":")]
         usable = [p for p in wanted if p in have]
         if not path.is_file() or not usable:
@@ -230,12 +242,14 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None, threads: in
             return GeneratorChoice(None, None, tuple(notes))
         raise EdgeRetalkError(f"profile {profile.name}: none of its generators is usable here ({'; '.join(notes)})")
     path, provider = found[0]
-    if len(found) > 1 and all(p in CPU_PROVIDERS for _, p in found):
+    arch = path.name.split(".")[0]
+    same_network = [(p, provider) for p, provider in found if p.name.split(".")[0] == arch]
+    if len(same_network) > 1 and all(p in CPU_PROVIDERS for _, p in same_network):
         from .autotune import fastest
 
-        path = fastest(path.name.split(".")[0], [p for p, _ in found], threads or profile.threads)
-        provider = dict(found)[path]
-        notes.append(f"measured here: {path.name} is the fastest of {', '.join(p.name for p, _ in found)} "
+        path = fastest(arch, [p for p, _ in same_network], threads or profile.threads)
+        provider = dict(same_network)[path]
+        notes.append(f"measured here: {path.name} is the fastest of {', '.join(p.name for p, _ in same_network)} "
                      "(see `edge-retalk devices`)")
     return GeneratorChoice(path, provider, tuple(notes), provider_options(profile, provider))
 

@@ -22,6 +22,9 @@ class TensorSpec:
     name: str
     shape: list
     dtype: str
+    role: str = ""
+    """What the tensor is to the runtime ("mel", "face", "style", "generated"), whatever the
+    engine calls it; empty in manifests written before roles, whose inputs are in that order."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ fills in the open mouth. The result goes back through the feathered lip-region m
 outside it changes. Both networks are exported files with manifests (shipped in
 `models/` as TFLite, which the base install runs, and the renderer also as INT8 for OpenVINO and
 LiteRT: `autotune` picks the fastest form here); any engine runs them.
+
+A little over 300 lines: the two networks, the generator and its live adapter share the lip-shape
+state (rest shape, motion, reference crop), which is clearest in one module.
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.nd
 
 
 SUPPORTED_ARCHES = ("wav2lip", "videoretalking")
+FEEDS = ("NCHW", "BGR")
+"""The layout and colour order of the crops this generator feeds (values in [0, 1])."""
 
 
 class NeuralGenerator:
@@ -62,6 +64,7 @@ class NeuralGenerator:
         if self.manifest.arch not in SUPPORTED_ARCHES:
             hint = "; pass the generator beside it, not its style encoder" if self.manifest.arch.endswith("_style") else ""
             raise EdgeRetalkError(f"{model}: architecture {self.manifest.arch!r} is not a lip generator{hint}")
+        self._inputs = self._bound_inputs(model)
         self.style_engine, self._style_input = None, ""
         if self.manifest.style_encoder:
             style_manifest, self.style_engine = open_model(Path(model).parent / self.manifest.style_encoder, threads,
@@ -71,6 +74,20 @@ class NeuralGenerator:
         self.name = f"{self.manifest.arch} {self.manifest.format}:{self.manifest.precision}"
         self._mel = np.zeros((80, 1), np.float32)
         self._fps = 25.0
+
+    def _bound_inputs(self, model: Path) -> dict[str, str]:
+        """The engine's input name for each role ("mel", "face", and "style" with a style encoder),
+        after checking that the network takes what this generator feeds: NCHW, BGR, in [0, 1]."""
+        manifest = self.manifest
+        if (manifest.layout, manifest.colour_order, list(manifest.value_range)) != (*FEEDS, [0.0, 1.0]):
+            raise EdgeRetalkError(f"{model}: takes {manifest.layout} {manifest.colour_order} in "
+                                  f"{manifest.value_range}; edge-retalk feeds {FEEDS[0]} {FEEDS[1]} in [0, 1]")
+        roles = [spec.role or role for spec, role in zip(manifest.inputs, ("mel", "face", "style"))]
+        bound = dict(zip(roles, (spec.name for spec in manifest.inputs)))
+        needed = {"mel", "face"} | ({"style"} if manifest.style_encoder else set())
+        if set(bound) != needed:
+            raise EdgeRetalkError(f"{model}: its inputs are {sorted(bound)}; a lip generator takes {sorted(needed)}")
+        return bound
 
     def live(self, fps: float) -> NeuralLive:
         """This generator fed from a live stream, frame by frame, as the speech arrives."""
@@ -112,14 +129,13 @@ class NeuralGenerator:
             if box is not None and region is not None:
                 todo.append((position, box, region))
         step = self.max_batch or len(todo) or 1
-        names = [spec.name for spec in self.manifest.inputs]
         for first in range(0, len(todo), step):
             chunk = todo[first:first + step]
             faces = np.stack([wav2lip_face(items[p][0], box, self.manifest.face_size) for p, box, _ in chunk])
             mels = np.stack([windows[p][None] for p, _, _ in chunk]).astype(np.float32)
-            feeds = {names[0]: mels, names[1]: faces}
+            feeds = {self._inputs["mel"]: mels, self._inputs["face"]: faces}
             if self.style_engine is not None:
-                feeds[names[2]] = np.repeat(self._style_of(faces[:1, 3:]), len(chunk), axis=0)
+                feeds[self._inputs["style"]] = np.repeat(self._style_of(faces[:1, 3:]), len(chunk), axis=0)
             outputs = next(iter(self.engine.run(feeds).values()))
             for (position, box, region), output in zip(chunk, outputs):
                 results[position] = self._paste(items[position][0], output, box, region)
