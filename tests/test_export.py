@@ -11,7 +11,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the export toolchain needs PyTorch: pip install '.[export]'")
 
 from conftest import run_cli  # noqa: E402
+from edge_retalk import LipSync  # noqa: E402
 from edge_retalk.errors import EdgeRetalkError  # noqa: E402
+from edge_retalk.provenance.labels import inspect_file  # noqa: E402
 from edge_retalk.export.checkpoints import load_checkpoint, read_state_dict  # noqa: E402
 from edge_retalk.export.models.wav2lip import Wav2Lip  # noqa: E402
 from edge_retalk.engines.manifest import load_manifest  # noqa: E402
@@ -161,16 +163,13 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
         manifest, model_file = load_manifest(model)
         assert manifest.precision == precision and manifest.colour_order == "BGR" and model_file == model.resolve()
         video = tmp_path / f"out-{fmt}-{precision}.mp4"
-        result = run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
-                         "unitychan_univ0003.wav", "--generator", model, "-o", video, "-q")
-        assert result.returncode == 0, result.stderr
-        assert json.loads(run_cli("inspect", video, "--json").stdout)["generator"] == f"wav2lip {target}"
+        clip, speech = data / "clips" / "lrs2_00019.mp4", data / "speech" / "unitychan_univ0003.wav"
+        LipSync(generator=model).run(clip, speech, video)
+        assert inspect_file(video).generator == f"wav2lip {target}"
         if target in ("onnx:fp32", "tflite:int8"):
             # eight frames per network call where the batch axis is dynamic, one at a time where it is not
             batched = tmp_path / f"out-{fmt}-{precision}-batch8.mp4"
-            assert run_cli("run", "--face", data / "clips" / "lrs2_00019.mp4", "--audio", data / "speech" /
-                           "unitychan_univ0003.wav", "--generator", model, "--batch", "8", "-o", batched,
-                           "-q").returncode == 0
+            LipSync(generator=model, batch=8).run(clip, speech, batched)
             pairs = list(zip(iter_video_frames(video), iter_video_frames(batched)))
             assert pairs and all(np.abs(a.astype(int) - b.astype(int)).mean() < 0.5 for a, b in pairs)
     avatar = tmp_path / "avatar"

@@ -12,10 +12,10 @@ from conftest import run_cli
 from edge_retalk.errors import EdgeRetalkError
 from edge_retalk.engines import open_engine
 from edge_retalk.boards import BOARDS_DIR
-from edge_retalk.devices.profiles import (PROVIDERS, choose_generator, generator_entry, load_profile, profiles,
-                                         provider_options, resolve)
+from edge_retalk.devices.profiles import (PROVIDERS, choose_generator, detect, generator_entry, load_profile,
+                                         profiles, provider_options, resolve)
 
-BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "jetson-nano", "intel-nuc", "intel-n100", "rpi5", "rk3588",
+BOARDS = {"jetson-orin-nano", "jetson-orin-agx", "intel-nuc", "intel-n100", "rpi5", "rk3588",
           "generic-x86-64", "generic-arm64"}
 
 
@@ -46,6 +46,28 @@ def test_auto_picks_generic_x86_64_here_and_says_why():
     assert reason.startswith("auto: ") and "x86_64" in reason
 
 
+RECORDED_BOARDS = {"raspberry-pi-5": "rpi5", "orange-pi-5": "rk3588", "rock-5b": "rk3588",
+                   "jetson-orin-nano-devkit": "jetson-orin-nano", "jetson-orin-nx": "jetson-orin-agx",
+                   "jetson-agx-orin": "jetson-orin-agx", "jetson-xavier-nx": "generic-arm64",
+                   "jetson-nano": "generic-arm64"}
+
+
+@pytest.mark.parametrize("board", sorted(RECORDED_BOARDS))
+def test_boards_are_recognised_from_their_device_tree(tmp_path, board):
+    """Orange Pi 5 and Rock 5B say RK3588 only in `compatible`; a Xavier NX or a Jetson Nano
+    (JetPack 5 and 4: their Pythons are older than edge-retalk's) run on the CPU, and say why."""
+    tree = tmp_path / "proc" / "device-tree"
+    tree.mkdir(parents=True)
+    for name in ("model", "compatible"):
+        (tree / name).write_bytes((Path(__file__).parent / "device_trees" / board / name).read_bytes())
+    (tmp_path / "proc" / "cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 48.00\n")
+    profile, reason = detect(tmp_path, arch="aarch64")
+    assert profile.name == RECORDED_BOARDS[board], reason
+    assert "device tree" in reason and "compatible with" in reason
+    if profile.name == "generic-arm64":
+        assert "tegra" in reason and "Python 3.10" in profile.why
+
+
 def test_aliases_resolve():
     assert resolve("jetson")[0].name == "jetson-orin-nano"
     assert resolve("pi5")[0].name == "rpi5"
@@ -72,7 +94,7 @@ def test_device_option_in_both_places_falls_back_to_the_default_generator(data, 
 
 
 def test_choice_walks_the_generators_in_order(tmp_path):
-    profile = profiles()["jetson-nano"]
+    profile = profiles()["rpi5"]
     choice = choose_generator(profile, tmp_path)
     assert choice.artefact is None and len(choice.notes) == 1
 
@@ -81,7 +103,8 @@ def test_a_profile_can_prefer_another_architecture(tmp_path):
     """A generator entry names its architecture ("videoretalking/onnx:fp32"); a bare format is Wav2Lip."""
     text = (BOARDS_DIR / "generic-x86-64.toml").read_text()
     start = text.index("generators = ")
-    text = text[:start] + 'generators = ["videoretalking/onnx:fp32", "onnx:fp32", "default"]' + text[text.index("\n", start):]
+    mixed = 'generators = ["videoretalking/onnx:fp32", "onnx:fp32", "default"]'
+    text = text[:start] + mixed + text[text.index("\n", start):]
     (tmp_path / "mixed.toml").write_text(text)
     profile = load_profile(tmp_path / "mixed.toml")
     models = tmp_path / "exported"

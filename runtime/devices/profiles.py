@@ -49,7 +49,10 @@ class BoardProfile:
     target_fps: float
     target_latency_ms: float
     why: str
+    detect_compatible: tuple[str, ...] = ()
+    """Device-tree `compatible` entries ("rockchip,rk3588"), matched whole, most specific first."""
     detect_device_tree: tuple[str, ...] = ()
+    """Words of the device-tree `model` ("Raspberry Pi 5"), for trees without a known `compatible`."""
     detect_cpu_model: tuple[str, ...] = ()
     detect_arch: tuple[str, ...] = ()
     tensorrt_fp16: bool = False
@@ -98,33 +101,39 @@ def profiles() -> dict[str, BoardProfile]:
     return {p.name: p for p in (load_profile(f) for f in sorted(BOARDS_DIR.glob("*.toml")))}
 
 
-def read_system_file(path: str) -> str:
-    """A /proc or /sys file as text (empty where it does not exist)."""
+def read_system_file(path: str, keep_nul: bool = False) -> str:
+    """A /proc or /sys file as text (empty where it does not exist); device-tree strings end in
+    NUL, which is dropped unless `keep_nul` (a list of strings separated by it)."""
     try:
-        return Path(path).read_text(errors="replace").replace("\x00", "")
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return ""
+    return text if keep_nul else text.replace("\x00", "")
 
 
-def detect() -> tuple[BoardProfile, str]:
-    """The profile for this machine and why: device tree, Jetson release file, CPU model, architecture."""
-    device_tree = read_system_file("/proc/device-tree/model")
-    cpu = next((line.split(":", 1)[1].strip() for line in read_system_file("/proc/cpuinfo").splitlines()
+def detect(root: Path = Path("/"), arch: str | None = None) -> tuple[BoardProfile, str]:
+    """The profile for this machine and why: the device tree's `compatible` entries (most specific
+    first), then its model name, the CPU model, the architecture. `root` and `arch` stand in for
+    the machine's in tests (recorded device trees of real boards)."""
+    tree = root / "proc" / "device-tree"
+    model = read_system_file(str(tree / "model")).strip()
+    compatible = [entry for entry in read_system_file(str(tree / "compatible"), keep_nul=True).split("\x00") if entry]
+    cpu = next((line.split(":", 1)[1].strip() for line in read_system_file(str(root / "proc" / "cpuinfo")).splitlines()
                 if line.startswith("model name")), "")
-    arch = platform.machine()
+    arch = arch or platform.machine()
+    for entry in compatible:
+        profile = next((p for p in profiles().values() if entry in p.detect_compatible), None)
+        if profile is not None:
+            return profile, f"device tree {model or 'model unnamed'!r} is compatible with {entry!r}"
     for profile in profiles().values():
-        hit = next((t for t in profile.detect_device_tree if t in device_tree), None)
-        if hit:
-            return profile, f"device tree says {device_tree.strip()!r}"
-    if Path("/etc/nv_tegra_release").exists():
-        return profiles()["jetson-nano"], "/etc/nv_tegra_release exists and the device tree names no newer Jetson"
+        if any(word in model for word in profile.detect_device_tree):
+            return profile, f"device tree says {model!r}"
     for profile in profiles().values():
-        hit = next((t for t in profile.detect_cpu_model if t in cpu), None)
-        if hit:
+        if any(word in cpu for word in profile.detect_cpu_model):
             return profile, f"CPU is {cpu!r}"
     for profile in profiles().values():
         if arch in profile.detect_arch:
-            return profile, f"no known board found (device tree {device_tree.strip() or 'absent'}, CPU {cpu!r}); architecture {arch}"
+            return profile, f"no known board found (device tree {model or 'absent'}, CPU {cpu!r}); architecture {arch}"
     raise EdgeRetalkError(f"no profile fits this machine ({arch}); choose one with --device: {', '.join(profiles())}")
 
 
