@@ -22,6 +22,9 @@ InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Pat
 OutputFile = click.Path(dir_okay=False, path_type=Path)
 GeneratorPath = click.Path(exists=True, readable=True, path_type=Path)
 DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise this machine."
+RENDERER_HELP = ("Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the network "
+                 "painting the open mouth), network (the network painting the whole lip area; softer), or painted "
+                 "(no network, for the smallest boards).")
 SIGNING_HELP = ("Certificate chain (PEM, signer first) that signs the Content Credentials, with --sign-key "
                 "[default: the [signing] table of the config file, else a self-signed TEST certificate].")
 

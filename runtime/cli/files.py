@@ -15,8 +15,8 @@ from ..errors import EdgeRetalkError
 from ..file_mode import RunReport
 from ..generators.painted import RENDERERS
 from ..models import model_path
-from .common import (DEVICE_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, ProgressBar, device_of, say,
-                     signing_key, stderr)
+from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, ProgressBar,
+                     device_of, say, signing_key, stderr)
 
 
 def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **settings) -> RunReport:
@@ -47,9 +47,7 @@ def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **se
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the mouth opens, relative to a typical speaker.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
-              help="Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the "
-                   "network painting the open mouth), network (the network painting the whole lip area; softer), "
-                   "or painted (no network, for the smallest boards).")
+              help=RENDERER_HELP)
 @click.option("--fps", "photo_fps", type=click.FloatRange(1.0, 120.0), default=25.0, show_default=True,
               help="Frame rate of the output when the face is a photo.")
 @click.option("--generator", type=GeneratorPath, help="An exported generator (.onnx, .xml or .tflite, with its "

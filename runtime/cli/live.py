@@ -12,7 +12,8 @@ from ..generators.painted import RENDERERS, RenderOptions
 from ..live.microphone import list_audio_devices as audio_devices
 from ..live.loop import LiveOptions
 from ..live.session import LiveSetup, run_session
-from .common import DEVICE_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, device_of, say, signing_key
+from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, device_of, say,
+                     signing_key)
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -53,9 +54,7 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the built-in generator opens the mouth.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
-              help="Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the "
-                   "network painting the open mouth), network (the network painting the whole lip area; softer), "
-                   "or painted (no network, for the smallest boards).")
+              help=RENDERER_HELP)
 @click.option("--no-label", is_flag=True, help="Leave out all three marks that say the recording is synthetic "
               "(metadata tag, Content Credentials, invisible watermark).")
 @click.option("--sign-cert", type=InputFile, help=SIGNING_HELP)
