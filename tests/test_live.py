@@ -479,10 +479,10 @@ def test_speech_api_plays_utterances_in_order_and_stop_interrupts(avatar, data, 
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
     recorded = load_audio(record)
     starts = []
-    for utterance in (first, second, third, streamed):
+    for name, utterance in (("wav", first), ("mp3", second), ("L16", third), ("stream", streamed)):
         found = speech_start(recorded, utterance)
         heard = recorded[found:found + utterance.size]
-        assert heard.size == utterance.size and np.corrcoef(heard, utterance)[0, 1] > 0.9
+        assert heard.size == utterance.size and np.corrcoef(heard, utterance)[0, 1] > 0.9, name
         starts.append(found)
     ends = np.array(starts) + [u.size for u in (first, second, third, streamed)]
     assert np.all(np.array(starts[1:]) >= ends[:-1] - 0.05 * SAMPLE_RATE), "in order, one after another"

@@ -61,6 +61,7 @@ def enrolled(tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.xdist_group("enrolled")  # one worker enrolls once for both
 def test_enroll_writes_a_bundle_with_personal_networks_and_a_report(enrolled):
     folder, result = enrolled
     assert "held-out" in result.stdout and "Traceback" not in result.stderr
@@ -75,6 +76,7 @@ def test_enroll_writes_a_bundle_with_personal_networks_and_a_report(enrolled):
     assert not list(folder.parent.glob(".person.enroll")), "work folder removed"
 
 
+@pytest.mark.xdist_group("enrolled")  # one worker enrolls once for both
 def test_enrolled_bundle_drives_run_and_live(enrolled, data, tmp_path):
     folder, _ = enrolled
     out = tmp_path / "run.mp4"

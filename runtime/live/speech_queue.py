@@ -125,7 +125,10 @@ class SpeechQueue:
                     if not self._waiting or self._waiting[0].size == 0 and not self._waiting[0].closed:
                         return
                     self._playing = self._waiting.popleft()
-                    self._due = max(self._due, now + CHUNK_SECONDS)
+                    # paced from where it lands on the timeline, not from when this poll ran: a poll
+                    # that came late (a busy machine) must not leave the speech behind the frames
+                    start = min(now, self._timeline.time_of(self._timeline.end))
+                    self._due = max(self._due, start + CHUNK_SECONDS)
                 utterance = self._playing
                 left = utterance.size - utterance.played
                 if left == 0 and utterance.closed:

@@ -34,6 +34,10 @@ class AudioTimeline:
         self.gaps_in_speech = 0
         self._played = 0
 
+    def time_of(self, position: int) -> float:
+        """When sample `position` is due at real-time pace, on the clock."""
+        return self.start + position / SAMPLE_RATE
+
     def _append(self, samples: np.ndarray, arrival: float | None) -> None:
         self._chunks.append((self.end, samples, arrival))
         self.end += samples.size
