@@ -32,13 +32,6 @@ def manifest(folder: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests first: on several workers (pytest-xdist) the longest tests then start
-    together at the beginning, rather than one of them running alone at the end."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def own_config_and_cache_folders(tmp_path_factory) -> None:
     """Every test session makes its own test signing key and autotune measurements, and never
