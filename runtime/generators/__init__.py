@@ -27,6 +27,9 @@ class LiveGenerator(Protocol):
 
     def samples_needed(self, index: int) -> int: ...
 
+    def follow(self, index: int, read: Callable[[int, int], np.ndarray], silent: bool) -> None:
+        """Keep a smoothed motion in step through frame `index` when it is dropped (not drawn)."""
+
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int,
                read: Callable[[int, int], np.ndarray], silent: bool) -> np.ndarray: ...
 

@@ -307,12 +307,16 @@ class LearnedLive:
     def samples_needed(self, index: int) -> int:
         return shape_samples_needed(index, self.fps)
 
-    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
-               silent: bool) -> np.ndarray:
+    def follow(self, index: int, read: Reader, silent: bool) -> None:
+        """Frame `index`'s motion, into the smoothing and the silence ramp, for a frame drawn or not."""
         mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, MEL_BEFORE,
                                           self.samples_needed(index))
         shapes = self.generator.shapes
         coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, offset, spectrum))
         self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
         self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
+               silent: bool) -> np.ndarray:
+        self.follow(index, read, silent)
         return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))

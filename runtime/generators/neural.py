@@ -170,6 +170,9 @@ class NeuralLive:
     def samples_needed(self, index: int) -> int:
         return (mel_window_start(index, self.fps) + self.steps - 1) * HOP + N_FFT // 2
 
+    def follow(self, index: int, read: Reader, silent: bool) -> None:
+        """Nothing to keep in step: each frame is generated from its own mel window."""
+
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
                silent: bool) -> np.ndarray:
         if points is None:

@@ -271,13 +271,16 @@ class PaintedLive:
     def samples_needed(self, index: int) -> int:
         return samples_needed(index, self.fps)
 
-    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
-               silent: bool) -> np.ndarray:
+    def follow(self, index: int, read: Reader, silent: bool) -> None:
+        """Frame `index`'s opening, into the smoothing, for a frame drawn or not."""
         mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, CONTEXT_BEFORE,
                                           self.samples_needed(index))
         z = self.generator.model.predict(mel_features(mel, self.fps, 1, index, offset, spectrum))
-        opening = self.generator.target_opening(z, np.array([silent]))[0]
-        self._raw.append(float(opening))
+        self._raw.append(float(self.generator.target_opening(z, np.array([silent]))[0]))
+
+    def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
+               silent: bool) -> np.ndarray:
+        self.follow(index, read, silent)
         smoothed = float(smooth_latest(np.array(self._raw)))
         if points is None:
             return frame

@@ -193,6 +193,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
             delay = None
             if dropped:
                 report.dropped += 1
+                driver.follow(index, timeline.read, silent)
                 shown = last_shown
             else:
                 shown = driver.render(frame, points, index, timeline.read, silent)
