@@ -30,11 +30,10 @@ from .avatar import Avatar
 from .devices.profiles import DeviceSettings, device_settings
 from .errors import EdgeRetalkError
 from .file_mode import ProgressCallback, RunOptions, RunReport, SyncedFrames, face_info, lipsync
-from .generators.learned import is_enrolled
 from .generators.painted import RENDERERS, RenderOptions
 from .io.media import check_readable, load_audio, pcm_samples
 from .live.speech_queue import SpeechQueue
-from .live.loop import LiveOptions, LiveReport, live_driver, run_live
+from .live.loop import LiveOptions, LiveReport, live_driver, run_live, with_avatar_networks
 from .provenance import watermark
 from .provenance.content_credentials import SigningKey
 
@@ -125,8 +124,7 @@ class LiveStream:
 
     def __init__(self, avatar: Path, options: LiveOptions, label: bool = True, buffer: int = 50):
         self.avatar = Avatar(avatar)
-        if options.generator is None and is_enrolled(avatar):
-            options = replace(options, generator=avatar)
+        options = with_avatar_networks(options, avatar)
         self._options = options
         self._driver = live_driver(options, float(self.avatar.fps))
         self._label = label

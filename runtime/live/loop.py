@@ -19,7 +19,7 @@ avatar's loop keeps playing, and speech that starts mid-loop opens it smoothly.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
@@ -30,6 +30,7 @@ from ..avatar import Avatar
 from ..devices.timing import memory_mb, peak_memory_mb
 from ..errors import EdgeRetalkError
 from ..generators import LiveGenerator, open_generator
+from ..generators.learned import is_enrolled
 from ..generators.painted import RenderOptions
 from ..io.workers import read_ahead
 from ..provenance.labels import draw_watermark
@@ -129,6 +130,11 @@ class LiveOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     stats_every: float | None = None
     watermark: bool = False
+
+
+def with_avatar_networks(options: LiveOptions, avatar: Path) -> LiveOptions:
+    """An enrolled avatar brings its own networks, unless a generator was chosen."""
+    return replace(options, generator=avatar) if options.generator is None and is_enrolled(avatar) else options
 
 
 def live_driver(options: LiveOptions, fps: float) -> LiveGenerator:

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +19,7 @@ from ..avatar import Avatar
 from ..provenance.content_credentials import SigningKey
 from ..errors import EdgeRetalkError
 from ..provenance.labels import SyntheticLabel
-from ..generators.learned import is_enrolled
-from .loop import LiveOptions, LiveReport, live_driver, require_frames, run_live
+from .loop import LiveOptions, LiveReport, live_driver, require_frames, run_live, with_avatar_networks
 from .outputs import Recorder, Window
 from .server import AvatarServer
 from ..file_mode import check_output
@@ -91,8 +90,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     if setup.record is not None:
         check_recording(setup.record, setup.avatar, setup.audio_source)
     options = setup.options
-    if options.generator is None and is_enrolled(setup.avatar):
-        options = replace(options, generator=setup.avatar)
+    options = with_avatar_networks(options, setup.avatar)
     driver = live_driver(options, float(avatar.fps))
     source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device)
     if isinstance(source, SpeechQueue) and setup.serve is None:
