@@ -4,7 +4,7 @@ and the parts of the graph that INT8 recipes keep in float."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ class ExportJob:
     work_dir: Path
     float_modules: tuple[str, ...] = ()
     """Module paths (e.g. "low_res", "face_decoder_blocks.3") whose layers INT8 recipes leave in float."""
+    host_engines: dict[Path, object] = field(default_factory=dict)
+    """Engines, by artefact, that run an artefact on this machine where the runtime's own engine
+    cannot (a board NPU's model in its vendor's simulator); set by the converter, used for parity."""
 
     def in_float(self, node_name: str) -> bool:
         """Whether an ONNX node (or the OpenVINO op converted from it) belongs to a float module:

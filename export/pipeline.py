@@ -30,7 +30,7 @@ from ..engines.manifest import Manifest, TensorSpec, sha256_of, write_manifest
 from ..quant.calibration import MEL_STEPS, real_inputs
 from ..io.workers import partial_output
 from .checkpoints import load_checkpoint
-from ..engines.formats import FORMATS, ExportFormat
+from ..engines.formats import BOARD_ONLY_FORMATS, FORMATS, ExportFormat
 from .job import ExportJob
 from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, write_report
 from .sensitivity import keep_sensitive_in_float
@@ -264,7 +264,8 @@ def _convert_and_check(plan: Plan, spec: ExportFormat, folder: Path) -> tuple[di
     targets = {part.arch: folder / spec.file_name(part.arch) for part in plan.parts}
     for part in plan.parts:
         converter(spec.converter)(part.job, targets[part.arch])
-    engines = {arch: open_engine(target) for arch, target in targets.items()}
+    engines = {part.arch: part.job.host_engines.pop(targets[part.arch], None) or open_engine(targets[part.arch])
+               for part in plan.parts}
     run = {arch: _engine_call(engine) for arch, engine in engines.items()}
     produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})
                                for i in range(len(plan.reference))])
@@ -301,30 +302,35 @@ def _keep_sensitive_in_float(plan: Plan, spec: ExportFormat, folder: Path, quali
 def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str, latency: bool,
                    progress: Callable[[str], None]) -> ArtefactReport:
     targets, engines, produced, quality = _convert_and_check(plan, spec, folder)
-    main_job = plan.parts[-1].job
-    in_float = main_job.float_modules if spec.precision == "int8" else ()
-    if quality < spec.min_psnr_db and spec.precision == "int8":
-        try:
-            in_float, (targets, engines, produced, quality) = _keep_sensitive_in_float(plan, spec, folder, quality,
-                                                                                        progress)
-        finally:
-            plan.parts[-1].job = main_job
-    if not quality >= spec.min_psnr_db:
-        raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
-                              f"needs {spec.min_psnr_db:.0f} dB)")
-    for part in plan.parts:
-        _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, folder,
-                        targets[part.style_encoder] if part.style_encoder else None)
-    written = [file for target in targets.values() for file in artefact_files(target)]
-    run = {arch: _engine_call(engine) for arch, engine in engines.items()}
-    first = {k: v[:1] for k, v in plan.held_out.items()}
-    batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}
-    main = targets[plan.parts[-1].arch]
-    batch1_ms = median_latency_ms(plan.per_frame(run, first)) if latency else float("nan")
-    batch8_ms = median_latency_ms(plan.per_frame(run, batch8)) \
-        if latency and not spec.static_batch else float("nan")
-    return ArtefactReport(spec.key, main.name, sum(f.stat().st_size for f in written) / 1e6, quality,
-                          float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms, in_float)
+    try:
+        main_job = plan.parts[-1].job
+        in_float = main_job.float_modules if spec.precision == "int8" else ()
+        if quality < spec.min_psnr_db and spec.precision == "int8":
+            try:
+                in_float, (targets, engines, produced, quality) = _keep_sensitive_in_float(
+                    plan, spec, folder, quality, progress)
+            finally:
+                plan.parts[-1].job = main_job
+        if not quality >= spec.min_psnr_db:
+            raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
+                                  f"needs {spec.min_psnr_db:.0f} dB)")
+        for part in plan.parts:
+            _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, folder,
+                            targets[part.style_encoder] if part.style_encoder else None)
+        written = [file for target in targets.values() for file in artefact_files(target)]
+        run = {arch: _engine_call(engine) for arch, engine in engines.items()}
+        first = {k: v[:1] for k, v in plan.held_out.items()}
+        batch8 = {k: np.repeat(v, 8, axis=0) for k, v in first.items()}
+        main = targets[plan.parts[-1].arch]
+        latency = latency and spec.format not in BOARD_ONLY_FORMATS
+        batch1_ms = median_latency_ms(plan.per_frame(run, first)) if latency else float("nan")
+        batch8_ms = median_latency_ms(plan.per_frame(run, batch8)) \
+            if latency and not spec.static_batch else float("nan")
+        return ArtefactReport(spec.key, main.name, sum(f.stat().st_size for f in written) / 1e6, quality,
+                              float(np.abs(plan.reference - produced).max()), batch1_ms, batch8_ms, in_float)
+    finally:
+        for engine in engines.values():
+            getattr(engine, "close", lambda: None)()
 
 
 def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, out_dir: Path,

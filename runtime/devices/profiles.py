@@ -27,7 +27,7 @@ else:
     import tomli as tomllib
 
 PROVIDERS = ("onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino", "onnxruntime:cpu",
-             "openvino:gpu", "openvino:cpu", "litert:xnnpack")
+             "openvino:gpu", "openvino:cpu", "litert:xnnpack", "rknn:npu")
 DEFAULT_GENERATOR = "default"
 GENERATOR_ARCHITECTURES = ("wav2lip", "videoretalking")
 """Exported lip-sync networks a profile can pick (artefacts named ARCH.PRECISION.SUFFIX)."""
@@ -163,7 +163,7 @@ def cuda_devices() -> int:
 
 def available_providers() -> set[str]:
     """Which engine:accelerator pairs this machine can run: installed packages, and for the GPU
-    ones a device that the driver reports."""
+    and NPU ones a device that the driver reports (or the NPU's runtime library)."""
     found = set()
     try:
         import onnxruntime
@@ -181,6 +181,11 @@ def available_providers() -> set[str]:
         pass
     if importlib.util.find_spec("ai_edge_litert") is not None:
         found.add("litert:xnnpack")
+    if importlib.util.find_spec("rknnlite") is not None:
+        from ..engines.rknn import npu_runtime_present
+
+        if npu_runtime_present():
+            found.add("rknn:npu")
     return found & set(PROVIDERS)
 
 

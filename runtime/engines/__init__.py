@@ -33,13 +33,14 @@ class Engine(Protocol):
 
 
 ENGINES = {"onnxruntime": "onnxruntime.OnnxRuntimeEngine", "openvino": "openvino.OpenVINOEngine",
-           "litert": "litert.LiteRTEngine"}
+           "litert": "litert.LiteRTEngine", "rknn": "rknn.RknnEngine"}
 """Engine name -> its class in this package (imported only when used)."""
 
 
 def open_engine(model: Path, threads: int = 1, provider: str | None = None,
                 options: dict[str, str] | None = None) -> Engine:
-    """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT),
+    """An engine that runs `model` (.onnx with ONNX Runtime, .xml with OpenVINO, .tflite with LiteRT,
+    .rknn with the RK3588's NPU runtime),
     on `provider` ("onnxruntime:cuda", "openvino:gpu", ...; default: the engine's CPU path);
     `options` go to that provider (e.g. TensorRT's FP16 and engine cache)."""
     fmt = format_of(model)

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
-SUFFIX_OF_FORMAT = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
-STATIC_BATCH_FORMATS = {"tflite"}
-"""Formats whose batch size is part of the converted graph (LiteRT): one artefact per batch."""
+ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "rknn": "rknn"}
+SUFFIX_OF_FORMAT = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "rknn": ".rknn"}
+STATIC_BATCH_FORMATS = {"tflite", "rknn"}
+"""Formats whose batch size is part of the converted graph (LiteRT, RKNN): one artefact per batch."""
+BOARD_ONLY_FORMATS = {"rknn"}
+"""Formats whose engine runs only on its board (the RK3588's NPU): the export checks them in the
+vendor's simulator, and a PC never picks them."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ FORMATS = {row.key: row for row in (
     ExportFormat("tflite:fp32", "tflite", "fp32", "tflite.tflite_fp32", 60.0),
     ExportFormat("tflite:fp16", "tflite", "fp16", "tflite.tflite_fp16", 45.0),
     ExportFormat("tflite:int8", "tflite", "int8", "tflite.tflite_int8", 30.0),
+    ExportFormat("rknn:fp16", "rknn", "fp16", "rockchip.rknn_fp16", 45.0),
+    ExportFormat("rknn:int8", "rknn", "int8", "rockchip.rknn_int8", 30.0),
 )}
 
 

@@ -42,7 +42,7 @@ from .render_inputs import ROWS, blend_output, crop_of, network_input, repaint_m
 
 SHAPE_MODEL = "lip_shape.fp32.tflite"
 RENDERER_MODEL = "mouth_renderer.fp32.tflite"
-RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", RENDERER_MODEL)
+RENDERER_FORMS = ("mouth_renderer.int8.xml", "mouth_renderer.int8.tflite", "mouth_renderer.int8.rknn", RENDERER_MODEL)
 """The shipped renderer's exported forms; the fastest that runs here is measured on first use."""
 SILENCE_RAMP_FRAMES = 2.0
 SHIPPED_MOTION_SCALE = 2.0
