@@ -305,7 +305,7 @@ def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str
     try:
         main_job = plan.parts[-1].job
         in_float = main_job.float_modules if spec.precision == "int8" else ()
-        if quality < spec.min_psnr_db and spec.precision == "int8":
+        if quality < spec.min_psnr_db and spec.precision == "int8" and spec.mixed_precision:
             try:
                 in_float, (targets, engines, produced, quality) = _keep_sensitive_in_float(
                     plan, spec, folder, quality, progress)
@@ -313,7 +313,8 @@ def _export_staged(plan: Plan, spec: ExportFormat, folder: Path, source_sha: str
                 plan.parts[-1].job = main_job
         if not quality >= spec.min_psnr_db:
             raise EdgeRetalkError(f"the export changed the numbers (PSNR {quality:.1f} dB against PyTorch, "
-                                  f"needs {spec.min_psnr_db:.0f} dB)")
+                                  f"needs {spec.min_psnr_db:.0f} dB"
+                                  + ("" if spec.mixed_precision else "; this target cannot keep layers in float") + ")")
         for part in plan.parts:
             _write_manifest(part, spec, targets[part.arch], engines[part.arch], source_sha, folder,
                             targets[part.style_encoder] if part.style_encoder else None)

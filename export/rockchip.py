@@ -169,8 +169,9 @@ def _dataset(job: ExportJob) -> Path:
 
 
 def _convert(job: ExportJob, target: Path, precision: str) -> Path:
-    if job.float_modules:
-        raise EdgeRetalkError("keeping layers in float is not available for RKNN targets")
+    if precision == "int8" and job.float_modules:
+        raise EdgeRetalkError(f"this network needs {', '.join(job.float_modules)} in float, which the RKNN INT8 "
+                              "recipe cannot do")
     onnx = onnx_fp32(job, job.work_dir / "rknn-source.onnx")
     job.host_engines[target] = RknnSimulator(job, onnx, target, precision)
     return target

@@ -74,10 +74,49 @@ def tflite_int8(job: ExportJob, target: Path) -> Path:
     samples = [{name: job.calibration[original][i:i + 1] for name, original in zip(names, job.input_names)}
                for i in range(count)]
     quantiser = quantizer.Quantizer(str(source), recipe.static_wi8_ai8())
-    for pattern in job.tflite_float_patterns():
+    for pattern in _with_glue_of_float_ops(source, job.tflite_float_patterns()):
         quantiser.update_quantization_recipe(pattern, qtyping.TFLOperationName.ALL_SUPPORTED,
                                              algorithm_key=AlgorithmName.NO_QUANTIZE)
     with _quiet():
         calibration = quantiser.calibrate({key: samples})
         quantiser.quantize(calibration, enable_progress_report=False).export_model(str(target), overwrite=True)
     return target
+
+
+def _with_glue_of_float_ops(model: Path, patterns: list[str]) -> list[str]:
+    """`patterns` plus one for each top-level op (a U-Net's concatenation of decoder and skip
+    features, its output named by the model class alone: "...wav2lip.Wav2Lip;6") whose outputs
+    only ops kept in float read: quantised, it would still squeeze both inputs into one 8-bit
+    range on the way to them (see `onnx._with_glue_of_float_nodes`). ai-edge-quantizer matches
+    patterns against an op's scope, its output tensor names each followed by ";"."""
+    import re
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not patterns:
+        return patterns
+    interpreter = Interpreter(model_path=str(model))
+    names = {tensor["index"]: tensor["name"] for tensor in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    readers: dict[int, list[dict]] = {}
+    for op in ops:
+        for index in op["inputs"]:
+            readers.setdefault(index, []).append(op)
+    patterns = list(patterns)
+
+    def scope(op: dict) -> str:
+        return ";".join(names[index] for index in op["outputs"]) + ";"
+
+    def in_float(op: dict) -> bool:
+        return any(re.search(pattern, scope(op)) for pattern in patterns)
+
+    changed = True
+    while changed:
+        changed = False
+        for op in ops:
+            consumers = [reader for index in op["outputs"] for reader in readers.get(index, [])]
+            if all("/" not in names[index] for index in op["outputs"]) and consumers and not in_float(op) \
+                    and all(in_float(reader) for reader in consumers):
+                patterns.append(f"^{re.escape(scope(op))}$")
+                changed = True
+    return patterns

@@ -328,3 +328,22 @@ def test_an_int8_target_that_fails_parity_keeps_its_sensitive_layers_in_float(tm
     in_float = [node.name for node in convolutions if producer.get(node.input[0]) != "DequantizeLinear"]
     assert in_float and len(in_float) < len(convolutions), "some convolutions float, the rest INT8"
     assert all(any(f"/{module}/" in name for module in kept) for name in in_float)
+
+
+def test_a_concatenation_that_only_feeds_float_layers_stays_in_float_too():
+    """Quantised, a U-Net's concatenation of decoder and skip features squeezes both into one 8-bit
+    range even when the layer reading it is kept in float; it follows its readers into float."""
+    from onnx import TensorProto, helper
+
+    from edge_retalk.export.onnx import _with_glue_of_float_nodes
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="/decoder.0/Relu"),
+             helper.make_node("Relu", ["x"], ["s"], name="/encoder.0/Relu"),
+             helper.make_node("Concat", ["a", "s"], ["c"], name="/Concat", axis=1),
+             helper.make_node("Relu", ["c"], ["d"], name="/decoder.1/Relu"),
+             helper.make_node("Concat", ["d", "s"], ["y"], name="/Concat_1", axis=1)]
+    graph = helper.make_graph(nodes, "unet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    assert _with_glue_of_float_nodes(graph, {"/decoder.1/Relu"}) == {"/decoder.1/Relu", "/Concat"}
+    assert _with_glue_of_float_nodes(graph, {"/encoder.0/Relu"}) == {"/encoder.0/Relu"}, \
+        "a concatenation that an INT8 layer also reads stays INT8; one that feeds the output only, too"

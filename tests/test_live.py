@@ -33,7 +33,7 @@ AVATAR_CLIP = "geneface_may_5s.mp4"
 LONG_SPEECH = "musetalk_eng_60s.wav"
 SHORT_SPEECH = "echomimic_en.wav"
 FPS = 25
-MAX_REPEATS = 4  # frames in a row that live mode may drop (repeating the last) when the machine is loaded
+MAX_REPEATS = 12  # frames in a row (half a second) that live mode may drop, repeating the last, when both cores are busy elsewhere
 
 
 def live_command(*args) -> list[str]:

@@ -26,6 +26,8 @@ class ExportFormat:
     precision: str
     converter: str
     min_psnr_db: float
+    mixed_precision: bool = True
+    """Whether its INT8 recipe can leave chosen layers in float when the plain recipe fails parity."""
 
     @property
     def suffix(self) -> str:
@@ -54,7 +56,7 @@ FORMATS = {row.key: row for row in (
     ExportFormat("tflite:fp16", "tflite", "fp16", "tflite.tflite_fp16", 45.0),
     ExportFormat("tflite:int8", "tflite", "int8", "tflite.tflite_int8", 30.0),
     ExportFormat("rknn:fp16", "rknn", "fp16", "rockchip.rknn_fp16", 45.0),
-    ExportFormat("rknn:int8", "rknn", "int8", "rockchip.rknn_int8", 30.0),
+    ExportFormat("rknn:int8", "rknn", "int8", "rockchip.rknn_int8", 30.0, mixed_precision=False),
 )}
 
 
