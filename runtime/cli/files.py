@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from ..api import LipSync
 from ..avatar import prepare_avatar
-from ..engines.formats import FORMATS as EXPORT_FORMATS
+from ..engines.formats import BOARD_ONLY_FORMATS, FORMATS as EXPORT_FORMATS
 from ..errors import EdgeRetalkError
 from ..file_mode import RunReport
 from ..generators.painted import RENDERERS
@@ -146,8 +146,10 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
               help="PyTorch checkpoint: wav2lip.pth / wav2lip_gan.pth, VideoReTalking's LNet.pth, or one "
                    "trained by edge_retalk.training (lip_shape.pt, mouth_renderer.pt).")
 @click.option("--enet", type=InputFile, help="VideoReTalking's ENet.pth (with --arch videoretalking).")
-@click.option("--to", "targets", default=",".join(EXPORT_FORMATS), show_default=True,
-              help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + ".")
+@click.option("--to", "targets", show_default=True,
+              default=",".join(key for key, row in EXPORT_FORMATS.items() if row.format not in BOARD_ONLY_FORMATS),
+              help="Comma-separated targets: " + ", ".join(EXPORT_FORMATS) + " (rknn: for the RK3588's NPU, "
+                   "asked for by name).")
 @click.option("--calib", type=InputFile, required=True, help="Real talking-head video for calibration and checks.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
               show_default=True)
