@@ -70,13 +70,22 @@ def arm64_root(work: Path) -> Path:
     return root
 
 
+def python_wrapper(root: Path) -> Path:
+    """A host script that runs the arm64 Python under qemu-user and names itself as that Python's
+    executable (qemu's -0), so that commands which start Python again (`bench` measures in fresh
+    processes) start it under qemu too: without binfmt the kernel cannot run an arm64 file."""
+    wrapper = root.parent / "python3-arm64"
+    wrapper.write_text(f'#!/bin/sh\nexec qemu-aarch64-static -L "{root}" -0 "{wrapper}" "{root}/usr/bin/python3" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def emulated(root: Path, site: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run the arm64 Python of `root` under qemu-user, with `site` on its path."""
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(site.parent / "home"),
            "EDGE_RETALK_CACHE": str(site.parent / "cache"), "EDGE_RETALK_CONFIG": str(site.parent / "config"),
            "LANG": "C.UTF-8"}
-    return subprocess.run(["qemu-aarch64-static", "-L", str(root), str(root / "usr" / "bin" / "python3"), *args],
-                          env=env, check=True, **kwargs)
+    return subprocess.run([str(python_wrapper(root)), *args], env=env, check=True, **kwargs)
 
 
 def install(root: Path, work: Path) -> Path:
