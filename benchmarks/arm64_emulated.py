@@ -128,7 +128,8 @@ def main(clip: Path, work: Path | None, skip_bench: bool) -> None:
     work = work or Path(tempfile.mkdtemp(prefix="edge-retalk-arm64-"))
     work.mkdir(parents=True, exist_ok=True)
     out = work / "out"
-    out.mkdir(exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
     timings = {}
     started = step("arm64 Debian 12 root (debootstrap --foreign)")
     root = arm64_root(work)
