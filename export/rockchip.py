@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeRetalkError
+from ..engines import FixedNames
 from .job import ExportJob
 from .onnx import onnx_fp32
 
@@ -88,7 +89,7 @@ def _read_arrays(stream) -> list[np.ndarray]:
             for _ in range(count)]
 
 
-class RknnSimulator:
+class RknnSimulator(FixedNames):
     """An engine (see `edge_retalk.engines.Engine`) that builds an .rknn file with rknn-toolkit2
     and runs it in the toolkit's simulator of the NPU, in the toolkit's own environment."""
 
@@ -116,14 +117,6 @@ class RknnSimulator:
         lines = [line for line in self._log.read_text(errors="replace").splitlines() if line.strip()]
         errors = [line for line in lines if "E " in line[:12] or "Error" in line]
         return ((errors or lines or ["no output"])[-1]).strip()[:200]
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run each row of the batch through the simulator (RKNN models have batch 1)."""

@@ -32,6 +32,22 @@ class Engine(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+class FixedNames:
+    """The tensor names of an engine that keeps them in `_inputs` and `_outputs` (lists, or dicts
+    keyed by name), in the model's order."""
+
+    _inputs: list[str] | dict
+    _outputs: list[str] | dict
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+
 ENGINES = {"onnxruntime": "onnxruntime.OnnxRuntimeEngine", "openvino": "openvino.OpenVINOEngine",
            "litert": "litert.LiteRTEngine", "rknn": "rknn.RknnEngine"}
 """Engine name -> its class in this package (imported only when used)."""

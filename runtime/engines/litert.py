@@ -8,9 +8,10 @@ import numpy as np
 
 from ..errors import EdgeRetalkError
 from ..io.quiet import native_stderr_silenced
+from . import FixedNames
 
 
-class LiteRTEngine:
+class LiteRTEngine(FixedNames):
     """Loads a .tflite file and runs a dict of named arrays through it."""
 
     name = "litert"
@@ -29,14 +30,6 @@ class LiteRTEngine:
             self._interpreter.allocate_tensors()
         self._inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
         self._outputs = {d["name"]: d for d in self._interpreter.get_output_details()}
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference; returns a copy of every output by name.

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import EdgeRetalkError
 from .manifest import load_manifest
+from . import FixedNames
 
 RUNTIME_LIBRARY = "librknnrt.so"
 
@@ -27,7 +28,7 @@ def npu_runtime_present() -> bool:
     return True
 
 
-class RknnEngine:
+class RknnEngine(FixedNames):
     """Loads an .rknn file onto the NPU (all cores, the runtime chooses) and runs named NCHW
     float32 arrays through it; the runtime quantises inputs and dequantises outputs itself."""
 
@@ -54,14 +55,6 @@ class RknnEngine:
             raise EdgeRetalkError(f"{model}: the RKNN runtime cannot load it")
         if self._runtime.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) != 0:
             raise EdgeRetalkError(f"{model}: the NPU did not start (is the rknpu driver loaded?)")
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [np.ascontiguousarray(inputs[name], np.float32) for name in self._inputs]
