@@ -184,4 +184,7 @@ def rknn_int8(job: ExportJob, target: Path) -> Path:
 if __name__ == "__main__":
     if sys.argv[1:] != ["setup"]:
         sys.exit("usage: python -m edge_retalk.export.rockchip setup   (makes rknn-toolkit2's own environment)")
-    print(f"rknn-toolkit2 ready: {setup()} (export with --to rknn:int8)")
+    try:
+        print(f"rknn-toolkit2 ready: {setup()} (export with --to rknn:int8)")
+    except (subprocess.CalledProcessError, OSError) as exc:
+        sys.exit(f"error: could not set up rknn-toolkit2 ({exc}); pip's messages above say why")
