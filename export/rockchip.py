@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 import venv
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from ..errors import EdgeRetalkError
 from ..engines import FixedNames
 from .job import ExportJob
 from .onnx import onnx_fp32
+from .rockchip_worker import read_arrays, write_arrays
 
 PLATFORM = "rk3588"
 TOOLKIT_PYTHON_VARIABLE = "EDGE_RETALK_RKNN_PYTHON"
@@ -66,29 +65,6 @@ def setup(home: Path | None = None) -> Path:
     return python
 
 
-def _write_arrays(stream, arrays: list[np.ndarray]) -> None:
-    stream.write(struct.pack("<Q", len(arrays)))
-    for array in arrays:
-        buffer = BytesIO()
-        np.save(buffer, np.ascontiguousarray(array, np.float32), allow_pickle=False)
-        stream.write(struct.pack("<Q", buffer.tell()))
-        stream.write(buffer.getvalue())
-    stream.flush()
-
-
-def _read_exact(stream, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError
-    return data
-
-
-def _read_arrays(stream) -> list[np.ndarray]:
-    count = struct.unpack("<Q", _read_exact(stream, 8))[0]
-    return [np.load(BytesIO(_read_exact(stream, struct.unpack("<Q", _read_exact(stream, 8))[0])), allow_pickle=False)
-            for _ in range(count)]
-
-
 class RknnSimulator(FixedNames):
     """An engine (see `edge_retalk.engines.Engine`) that builds an .rknn file with rknn-toolkit2
     and runs it in the toolkit's simulator of the NPU, in the toolkit's own environment."""
@@ -108,7 +84,7 @@ class RknnSimulator(FixedNames):
             self._process = subprocess.Popen([str(toolkit_python()), "-I", str(WORKER), str(request_file)],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         try:
-            _read_arrays(self._process.stdout)
+            read_arrays(self._process.stdout)
         except EOFError:
             self.close()
             raise EdgeRetalkError(f"rknn-toolkit2 failed: {self._last_words()}") from None
@@ -124,8 +100,9 @@ class RknnSimulator(FixedNames):
         produced = []
         for row in range(rows):
             try:
-                _write_arrays(self._process.stdin, [inputs[name][row:row + 1] for name in self._inputs])
-                produced.append(_read_arrays(self._process.stdout))
+                write_arrays(self._process.stdin,
+                             [inputs[name][row:row + 1].astype(np.float32) for name in self._inputs])
+                produced.append(read_arrays(self._process.stdout))
             except (EOFError, BrokenPipeError):
                 raise EdgeRetalkError(f"rknn-toolkit2's simulator stopped: {self._last_words()}") from None
         return {name: np.concatenate([outputs[i] for outputs in produced]).astype(np.float32)

@@ -5,6 +5,7 @@ toolkit's simulator of that NPU until its stdin closes.
 It imports nothing of edge-retalk (and runs with `python -I`, so that the modules beside it, such
 as our onnx.py, do not shadow the toolkit's). Requests and replies on stdin/stdout are counts and .npy
 blobs, each prefixed by its length (8 bytes, little-endian); the toolkit's own log goes to stderr.
+`rockchip.py` imports the framing functions from here, so both ends speak the same format.
 """
 
 import json
