@@ -48,3 +48,24 @@ class ExportJob:
                 parent = child
             patterns.append("(^|/)" + "/".join(segments) + "(/|;|$)")
         return patterns
+
+
+def glue_into_float(nodes: list[tuple[str, list, list]], glue: set[str], in_float: set[str]) -> set[str]:
+    """`in_float` plus the glue nodes (ops outside every module: a U-Net's concatenations of
+    decoder and skip features) whose outputs only float nodes read. Quantised, such a node would
+    still squeeze both of its inputs into one 8-bit range on the way to float layers. `nodes` are
+    (key, input tensors, output tensors) in graph order; keys name nodes in `glue` and `in_float`."""
+    readers: dict[object, list[str]] = {}
+    for key, inputs, _ in nodes:
+        for tensor in inputs:
+            readers.setdefault(tensor, []).append(key)
+    in_float = set(in_float)
+    changed = True
+    while changed:
+        changed = False
+        for key, _, outputs in nodes:
+            consumers = [reader for tensor in outputs for reader in readers.get(tensor, [])]
+            if key in glue and key not in in_float and consumers and all(c in in_float for c in consumers):
+                in_float.add(key)
+                changed = True
+    return in_float

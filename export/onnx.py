@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..io.quiet import logger_level
-from .job import ExportJob
+from .job import ExportJob, glue_into_float
 
 OPSET = 17
 
@@ -67,29 +67,11 @@ def onnx_int8(job: ExportJob, target: Path) -> Path:
     with logger_level(logging.ERROR):
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared), load_external_data=False).graph
-        in_float = _with_glue_of_float_nodes(graph, {node.name for node in graph.node if job.in_float(node.name)})
+        in_float = glue_into_float([(node.name, node.input, node.output) for node in graph.node],
+                                   {node.name for node in graph.node if node.name.count("/") == 1},
+                                   {node.name for node in graph.node if job.in_float(node.name)})
         quantize_static(str(prepared), str(target), _CalibrationReader(job), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=sorted(in_float))
     return target
 
-
-def _with_glue_of_float_nodes(graph, in_float: set[str]) -> set[str]:
-    """`in_float` plus the top-level nodes outside every module (a U-Net's concatenations of
-    decoder and skip features, named "/Concat_3") whose outputs only float nodes read: quantised,
-    such a node would still squeeze both of its inputs into one 8-bit range on the way to them."""
-    readers: dict[str, list[str]] = {}
-    for node in graph.node:
-        for tensor in node.input:
-            readers.setdefault(tensor, []).append(node.name)
-    in_float = set(in_float)
-    glue = [node for node in graph.node if node.name.count("/") == 1]
-    changed = True
-    while changed:
-        changed = False
-        for node in glue:
-            consumers = [name for tensor in node.output for name in readers.get(tensor, [])]
-            if node.name not in in_float and consumers and all(name in in_float for name in consumers):
-                in_float.add(node.name)
-                changed = True
-    return in_float

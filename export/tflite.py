@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io.quiet import logger_level, native_stderr_silenced
-from .job import ExportJob
+from .job import ExportJob, glue_into_float
 
 
 @contextlib.contextmanager
@@ -83,12 +83,12 @@ def tflite_int8(job: ExportJob, target: Path) -> Path:
     return target
 
 
+
 def _with_glue_of_float_ops(model: Path, patterns: list[str]) -> list[str]:
-    """`patterns` plus one for each top-level op (a U-Net's concatenation of decoder and skip
-    features, its output named by the model class alone: "...wav2lip.Wav2Lip;6") whose outputs
-    only ops kept in float read: quantised, it would still squeeze both inputs into one 8-bit
-    range on the way to them (see `onnx._with_glue_of_float_nodes`). ai-edge-quantizer matches
-    patterns against an op's scope, its output tensor names each followed by ";"."""
+    """`patterns` plus one for each top-level op whose readers all stay in float (`glue_into_float`;
+    LiteRT names a top-level op's output by the model class alone: "...wav2lip.Wav2Lip;6").
+    ai-edge-quantizer matches patterns against an op's scope: its output tensor names, each
+    followed by ";"."""
     import re
 
     from ai_edge_litert.interpreter import Interpreter
@@ -97,26 +97,9 @@ def _with_glue_of_float_ops(model: Path, patterns: list[str]) -> list[str]:
         return patterns
     interpreter = Interpreter(model_path=str(model))
     names = {tensor["index"]: tensor["name"] for tensor in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
-    readers: dict[int, list[dict]] = {}
-    for op in ops:
-        for index in op["inputs"]:
-            readers.setdefault(index, []).append(op)
-    patterns = list(patterns)
-
-    def scope(op: dict) -> str:
-        return ";".join(names[index] for index in op["outputs"]) + ";"
-
-    def in_float(op: dict) -> bool:
-        return any(re.search(pattern, scope(op)) for pattern in patterns)
-
-    changed = True
-    while changed:
-        changed = False
-        for op in ops:
-            consumers = [reader for index in op["outputs"] for reader in readers.get(index, [])]
-            if all("/" not in names[index] for index in op["outputs"]) and consumers and not in_float(op) \
-                    and all(in_float(reader) for reader in consumers):
-                patterns.append(f"^{re.escape(scope(op))}$")
-                changed = True
-    return patterns
+    ops = [("".join(names[i] + ";" for i in op["outputs"]), op["inputs"], op["outputs"])
+           for op in interpreter._get_ops_details()]
+    glue = {scope for scope, _, outputs in ops if all("/" not in names[i] for i in outputs)}
+    in_float = {scope for scope, _, _ in ops if any(re.search(pattern, scope) for pattern in patterns)}
+    added = glue_into_float(ops, glue, in_float) - in_float
+    return [*patterns, *(f"^{re.escape(scope)}$" for scope, _, _ in ops if scope in added)]

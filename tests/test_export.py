@@ -335,7 +335,7 @@ def test_a_concatenation_that_only_feeds_float_layers_stays_in_float_too():
     range even when the layer reading it is kept in float; it follows its readers into float."""
     from onnx import TensorProto, helper
 
-    from edge_retalk.export.onnx import _with_glue_of_float_nodes
+    from edge_retalk.export.job import glue_into_float
 
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="/decoder.0/Relu"),
              helper.make_node("Relu", ["x"], ["s"], name="/encoder.0/Relu"),
@@ -344,6 +344,8 @@ def test_a_concatenation_that_only_feeds_float_layers_stays_in_float_too():
              helper.make_node("Concat", ["d", "s"], ["y"], name="/Concat_1", axis=1)]
     graph = helper.make_graph(nodes, "unet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    assert _with_glue_of_float_nodes(graph, {"/decoder.1/Relu"}) == {"/decoder.1/Relu", "/Concat"}
-    assert _with_glue_of_float_nodes(graph, {"/encoder.0/Relu"}) == {"/encoder.0/Relu"}, \
+    nodes = [(node.name, node.input, node.output) for node in graph.node]
+    glue = {node.name for node in graph.node if node.name.count("/") == 1}
+    assert glue_into_float(nodes, glue, {"/decoder.1/Relu"}) == {"/decoder.1/Relu", "/Concat"}
+    assert glue_into_float(nodes, glue, {"/encoder.0/Relu"}) == {"/encoder.0/Relu"}, \
         "a concatenation that an INT8 layer also reads stays INT8; one that feeds the output only, too"
