@@ -1,7 +1,7 @@
 """An ARM64 run we have seen: edge-retalk installed offline into an emulated arm64 Debian and run
 there, its output compared with the same run on this (x86-64) machine.
 
-    python benchmarks/arm64_emulated.py --clip ../shared/data/clips/hdtf_wda_aoc_8s.mp4 [--work DIR]
+    python benchmarks/arm64_emulated.py --clip ../shared/data/clips/lrs2_00019.mp4 [--work DIR]
 
 Needs root, Debian's debootstrap and qemu-user-static (`apt-get install debootstrap
 qemu-user-static`) and the package indexes (Debian's and PyPI); slow (tens of minutes), so not a
@@ -34,7 +34,7 @@ import click
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from arm64_wheels import requirements  # noqa: E402
+from arm64_wheels import PLATFORMS, requirements  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = "http://deb.debian.org/debian"
@@ -92,8 +92,7 @@ def install(root: Path, work: Path) -> Path:
     """edge-retalk and its aarch64 wheels, installed inside the emulation from local files only."""
     wheels, site = work / "wheels", work / "site"
     wheels.mkdir(exist_ok=True)
-    platforms = [arg for name in ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
-                 for arg in ("--platform", name)]
+    platforms = [arg for name in PLATFORMS for arg in ("--platform", name)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *platforms,
                     "--python-version", "3.11", "--implementation", "cp", "-d", str(wheels), *requirements()],
                    check=True)
@@ -110,11 +109,9 @@ def install(root: Path, work: Path) -> Path:
 def mean_psnr(first: Path, second: Path) -> tuple[float, int]:
     """Mean PSNR over the frames of two videos of the same length, and that length."""
     from edge_retalk.io.media import iter_video_frames
+    from edge_retalk.quality.metrics import psnr
 
-    values = []
-    for a, b in zip(iter_video_frames(first), iter_video_frames(second)):
-        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-        values.append(100.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse))
+    values = [psnr(a, b) for a, b in zip(iter_video_frames(first), iter_video_frames(second))]
     return float(np.mean(values)), len(values)
 
 
