@@ -20,15 +20,15 @@ def toolkit_python() -> str:
     """rknn-toolkit2's Python (`python -m edge_retalk.export.rockchip setup` makes it; .ci/run does),
     skipping the test when it is absent (a failure under CI=true)."""
     pytest.importorskip("torch", reason="the export toolchain needs PyTorch: pip install '.[export]'")
-    from edge_retalk.export.rockchip import toolkit_home
+    from edge_retalk.errors import EdgeRetalkError
+    from edge_retalk.export.rockchip import toolkit_python as find_toolkit
 
-    python = os.environ.get("EDGE_RETALK_RKNN_PYTHON") or str(toolkit_home() / "bin" / "python")
-    if not Path(python).is_file():
-        message = f"rknn-toolkit2 not set up at {python} (python -m edge_retalk.export.rockchip setup)"
+    try:
+        return str(find_toolkit())
+    except EdgeRetalkError as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.mark.slow
@@ -49,19 +49,12 @@ def test_the_renderer_exports_to_the_npu_and_passes_parity_in_the_simulator(data
     assert "simulator" in (out / "report.md").read_text()
 
 
-def test_without_the_toolkit_rknn_targets_fail_with_how_to_set_it_up(data, tmp_path):
+def test_without_the_toolkit_rknn_targets_fail_with_how_to_set_it_up(data, tmp_path, monkeypatch):
     pytest.importorskip("torch", reason="the export toolchain needs PyTorch: pip install '.[export]'")
-    env_before = os.environ.get("EDGE_RETALK_RKNN_PYTHON")
-    os.environ["EDGE_RETALK_RKNN_PYTHON"] = str(tmp_path / "no-such-python")
-    try:
-        result = run_cli("export", "--arch", "mouth_renderer", "--checkpoint", REPO / "models" / "mouth_renderer.pt",
-                         "--to", "rknn:int8", "--calib", data / "clips" / "hdtf_wda_katiehill_8s.mp4",
-                         "-o", tmp_path / "out", "--no-latency")
-    finally:
-        if env_before is None:
-            del os.environ["EDGE_RETALK_RKNN_PYTHON"]
-        else:
-            os.environ["EDGE_RETALK_RKNN_PYTHON"] = env_before
+    monkeypatch.setenv("EDGE_RETALK_RKNN_PYTHON", str(tmp_path / "no-such-python"))
+    result = run_cli("export", "--arch", "mouth_renderer", "--checkpoint", REPO / "models" / "mouth_renderer.pt",
+                     "--to", "rknn:int8", "--calib", data / "clips" / "hdtf_wda_katiehill_8s.mp4",
+                     "-o", tmp_path / "out", "--no-latency")
     assert result.returncode == 1
     assert "python -m edge_retalk.export.rockchip setup" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr

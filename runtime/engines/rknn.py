@@ -58,7 +58,8 @@ class RknnEngine(FixedNames):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [np.ascontiguousarray(inputs[name], np.float32) for name in self._inputs]
-        outputs = self._runtime.inference(inputs=arrays, data_format=["nchw"] * len(arrays))
+        layouts = ["nchw" if array.ndim == 4 else None for array in arrays]  # as the export's simulator feeds them
+        outputs = self._runtime.inference(inputs=arrays, data_format=layouts)
         if outputs is None:
             raise EdgeRetalkError("the NPU returned no output")
         return {name: np.asarray(value, np.float32) for name, value in zip(self._outputs, outputs)}
