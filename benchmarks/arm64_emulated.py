@@ -75,7 +75,8 @@ def python_wrapper(root: Path) -> Path:
     executable (qemu's -0), so that commands which start Python again (`bench` measures in fresh
     processes) start it under qemu too: without binfmt the kernel cannot run an arm64 file."""
     wrapper = root.parent / "python3-arm64"
-    wrapper.write_text(f'#!/bin/sh\nexec qemu-aarch64-static -L "{root}" -0 "{wrapper}" "{root}/usr/bin/python3" "$@"\n')
+    command = f'exec qemu-aarch64-static -L "{root}" -0 "{wrapper}" "{root}/usr/bin/python3" "$@"'
+    wrapper.write_text(f"#!/bin/sh\n{command}\n")
     wrapper.chmod(0o755)
     return wrapper
 
