@@ -194,3 +194,43 @@ def test_the_learned_renderer_keeps_the_face_own_lips_sharp_and_moving(data, tmp
     own = sharpness(cv2.imread(str(photo)))
     assert found["learned"][0] > 0.5 * own and found["learned"][0] > 2 * found["network"][0], (own, found)
     assert found["learned"][1] > 0.004, ("the mouth moves with the speech", found)
+
+
+def test_a_mouth_seen_open_lends_its_teeth_to_the_mouths_the_renderer_opens(data, monkeypatch):
+    """A face that shows its teeth (the astronaut's smile) keeps showing teeth when the speech opens
+    its mouth, where the network alone paints a soft pink cavity; a closed-mouth face lends nothing."""
+    from edge_retalk.face.landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
+    from edge_retalk.generators import mouth_interior
+
+    image = cv2.imread(str(data / "portraits" / "photo_astronaut.png"))
+    tracker = FaceTracker(25.0, smooth=False)
+    points = tracker(image)
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
+
+    def open_mouth() -> tuple[float, float]:
+        """Of the generated widest mouth (inside the inner lips, as the face mesh sees them): the
+        share that is bright and nearly colourless, as teeth are, and its detail (Laplacian
+        variance: the edges between teeth and lips)."""
+        generator = LearnedGenerator()
+        motion = generator.prepare(speech, 25.0, 75)
+        generator.set_reference(image, points)
+        widest = int(np.argmax(shape_opening(np.stack([generator.target_shape(m) for m in motion]))))
+        output = generator.render(image, points, motion[widest])
+        inner = tracker(output)[list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]), :2]
+        mouth = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(mouth, [np.round(inner).astype(np.int32)], 1)
+        hsv = cv2.cvtColor(output, cv2.COLOR_BGR2HSV)
+        teeth = (hsv[..., 2] > 150) & (hsv[..., 1] < 70)
+        detail = cv2.Laplacian(cv2.cvtColor(output, cv2.COLOR_BGR2GRAY), cv2.CV_32F)
+        return float(teeth[mouth > 0].mean()), float(detail[mouth > 0].var())
+
+    teeth, detail = open_mouth()
+    monkeypatch.setattr(mouth_interior.MouthInterior, "of", classmethod(lambda cls, *args: None))
+    teeth_without, detail_without = open_mouth()
+    assert teeth > 0.1 and detail > 2 * detail_without, (teeth, detail, teeth_without, detail_without)
+
+    monkeypatch.undo()
+    closed = cv2.imread(str(data / "portraits" / "photo_einstein.png"))
+    generator = LearnedGenerator()
+    generator.render(closed, tracker(closed), np.zeros(generator.shapes.space.components))
+    assert generator.renderer.interior is None

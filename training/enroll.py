@@ -253,11 +253,14 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     generic_rest = space.rest_shape(recording.shapes[:1])
     generic = score(generic_shape, space, recording, held_part, generic_rest, run_scale=SHIPPED_MOTION_SCALE)
     personal = score(personal_shape, space, recording, held_part, personal_shape.rest.numpy(), run_scale=1.0)
-    reference = train_footage.crops[train_footage.frames[widest_open_frame(train_footage, template)]]
+    widest = train_footage.frames[widest_open_frame(train_footage, template)]
+    reference = train_footage.crops[widest]
+    reference_shape = canonical_shape(train_footage.points[widest], template)
     if held_footage is not None:
-        rows_generic = reconstruction(torch_runner(generic_renderer), held_footage, template, crop, reference=reference)
+        rows_generic = reconstruction(torch_runner(generic_renderer), held_footage, template, crop, reference=reference,
+                                      reference_shape=reference_shape)
         rows_personal = reconstruction(torch_runner(personal_renderer), held_footage, template, crop,
-                                       reference=reference)
+                                       reference=reference, reference_shape=reference_shape)
         for name, rows, into in (("generic", rows_generic, generic), ("personal", rows_personal, personal)):
             region = region_scores(rows)
             into.update(psnr=region["psnr_learned"], ssim=region["ssim_learned"])

@@ -33,9 +33,10 @@ from ..export.models.mouth_renderer import MouthRenderer
 from ..face.frame import CropBox
 from ..generators.painted import MouthRenderer as PaintedRenderer
 from ..face.landmarks import mouth_opening
-from ..audio.lip_shape import canonical_shape
+from ..audio.lip_shape import canonical_shape, shape_opening
 from ..quality.metrics import apply, psnr, ssim
 from .state import resume_state, save_state
+from ..generators.mouth_interior import MouthInterior
 from ..generators.render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster
 
 SEED = 1234
@@ -183,17 +184,33 @@ def render_crop(model, image: np.ndarray, mask: np.ndarray, reference: np.ndarra
 
 
 def reconstruction(run_model, clip: Footage, template: np.ndarray, crop: CropBox, every: int = 4,
-                   reference: np.ndarray | None = None):
-    """For frames of a held-out clip: the real crop, the painted renderer's and the learned
-    renderer's (`run_model`), both painting the frame's real lip shape.
+                   reference: np.ndarray | None = None, reference_shape: np.ndarray | None = None,
+                   lender_window: int = 0):
+    """For frames of a held-out clip: the real crop, the painted renderer's, the learned
+    renderer's (`run_model`) and the learned one's with its open mouth filled from the base face's
+    own (as the runtime does where that face shows its mouth open), all painting the frame's real
+    lip shape, and the repaint mask.
 
     Without `reference`, as for a photo: every frame is made from the clip's first frame (which is
-    also the learned renderer's reference). With a `reference` crop, as for a video or an enrolled
-    avatar's loop: every frame keeps its own face and only its mouth region is repainted."""
+    also the learned renderer's reference). With a `reference` crop (and its canonical lip shape
+    `reference_shape`), as for a video or an enrolled avatar's loop: every frame keeps its own
+    face and only its mouth region is repainted.
+
+    The open mouth lent to the renderer is the reference's (the first frame's for a photo); with
+    `lender_window`, as where the face is a video, the widest-open mouth among the clip's first
+    `lender_window` frames, which are then left out of the scores."""
     first = clip.frames[0]
     painted = PaintedRenderer()
+    if reference is None:
+        reference_shape = canonical_shape(clip.points[first], template)
+    lender = reference if reference is not None else clip.crops[first]
+    if lender_window:
+        shapes = np.stack([canonical_shape(clip.points[f], template) for f in clip.frames[:lender_window]])
+        widest = int(np.argmax(shape_opening(shapes)))
+        lender, reference_shape = clip.crops[clip.frames[widest]], shapes[widest]
+    interior = None if reference_shape is None else MouthInterior.of(lender, reference_shape, crop)
     rows = []
-    for k in range(0, len(clip.frames), every):
+    for k in range(lender_window, len(clip.frames), every):
         frame = clip.frames[k] if reference is not None else first
         base, base_points = clip.crops[frame], clip.points[frame]
         in_crop = base_points.copy()
@@ -205,26 +222,33 @@ def reconstruction(run_model, clip: Footage, template: np.ndarray, crop: CropBox
                               shape_raster(shape, crop))
         opening = float(mouth_opening(clip.points[clip.frames[k]]))
         paint = painted.render(np.ascontiguousarray(base), in_crop, opening)[ROWS]
-        rows.append((real, paint, learned, mask))
+        filled = learned
+        if interior is not None:
+            canvas = base.copy()
+            canvas[ROWS] = learned
+            filled = interior.fill(canvas, shape, crop)[ROWS]
+        rows.append((real, paint, learned, filled, mask))
     return rows
 
 
 def region_scores(rows) -> dict[str, float]:
-    """Mean PSNR and SSIM inside the lip region's box, painted and learned against real."""
-    out: dict[str, list[float]] = {"psnr_painted": [], "psnr_learned": [], "ssim_painted": [], "ssim_learned": []}
-    for real, paint, learned, mask in rows:
+    """Mean PSNR and SSIM inside the lip region's box, painted, learned and learned with the
+    face's own open mouth inside (`interior`), against real."""
+    names = ("painted", "learned", "interior")
+    out: dict[str, list[float]] = {f"{metric}_{name}": [] for metric in ("psnr", "ssim") for name in names}
+    for real, *images, mask in rows:
         ys, xs = np.nonzero(mask > 0.5)
         box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        for name, image in (("painted", paint), ("learned", learned)):
+        for name, image in zip(names, images):
             out[f"psnr_{name}"].append(psnr(real[box], image[box]))
             out[f"ssim_{name}"].append(ssim(real[box], image[box]))
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
 def contact_sheet(rows, path: Path, count: int = 6) -> None:
-    """Real / painted / learned crops side by side, one row per frame."""
+    """Real / painted / learned / learned with the face's own open mouth, side by side, one row per frame."""
     picks = np.linspace(0, len(rows) - 1, min(count, len(rows))).astype(int)
-    cv2.imwrite(str(path), np.concatenate([np.concatenate(rows[i][:3], axis=1) for i in picks], axis=0))
+    cv2.imwrite(str(path), np.concatenate([np.concatenate(rows[i][:4], axis=1) for i in picks], axis=0))
 
 
 def torch_runner(model: MouthRenderer):

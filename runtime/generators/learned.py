@@ -5,7 +5,8 @@ shape), smoothed over time, with silence closing the mouth. Per frame, the perso
 (estimated once, from the reference face) plus that motion gives the target lip shape. The face's
 own lips and jaw are warped to it (they keep their real texture), and the renderer, which paints
 the face's lower-face crop with the reference crop showing it what this person's mouth looks like,
-fills in the open mouth. The result goes back through the feathered lip-region mask, so nothing
+fills in the open mouth; where the face has shown its own mouth open, its teeth are lent to that
+painting (`mouth_interior.py`). The result goes back through the feathered lip-region mask, so nothing
 outside it changes. Both networks are exported files with manifests (shipped in
 `models/` as TFLite, which the base install runs, and the renderer also as INT8 for OpenVINO and
 LiteRT: `autotune` picks the fastest form here); any engine runs them.
@@ -26,6 +27,7 @@ import numpy as np
 from ..audio.features import log_mel
 from ..devices.autotune import fastest
 from .compositor import Region, mouth_region, paste
+from .mouth_interior import MouthInterior
 from ..engines import open_model
 from ..errors import EdgeRetalkError
 from ..face.frame import CropBox, invert
@@ -145,6 +147,7 @@ class LearnedRenderer:
     def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
                  options: dict | None = None, own_lips: bool = True):
         self.own_lips = own_lips
+        self.interior: MouthInterior | None = None
         model = model or fastest("mouth_renderer", [model_path(name) for name in RENDERER_FORMS], threads)
         self.network = _Network(model, "mouth_renderer", threads, provider, options)
         meta = self.network.manifest.metadata
@@ -165,6 +168,8 @@ class LearnedRenderer:
                 continue
             image, to_crop = self.crop_of(frame, points)
             own = canonical_shape(points, self.template)
+            seen = MouthInterior.of(image, own, self.crop)
+            self.interior = seen if self.interior is None else self.interior.better(seen)
             x = network_input(image, repaint_mask([shape, own], self.crop), reference, shape_raster(shape, self.crop))
             prepared.append((position, region, to_crop, image, x))
         if not prepared:
@@ -175,7 +180,7 @@ class LearnedRenderer:
             if self.own_lips:
                 results[position] = self._paste_own_lips(frame, points, shape, image, x, output, to_crop, region)
             else:
-                results[position] = self._paste(frame, image, x, output, to_crop, region)
+                results[position] = self._paste(frame, shape, image, x, output, to_crop, region)
         return results
 
     def _paste_own_lips(self, frame: np.ndarray, points: np.ndarray, shape: np.ndarray, image: np.ndarray,
@@ -195,29 +200,31 @@ class LearnedRenderer:
         own_inner = polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
         own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        painted, _ = self._painting(image, x, output, to_crop, region)
+        painted, _ = self._painting(shape, image, x, output, to_crop, region)
         inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
         mouth = np.maximum(polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
         return paste(frame, patch, region)
 
-    def _paste(self, frame: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
-               region: Region) -> np.ndarray:
+    def _paste(self, frame: np.ndarray, shape: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray,
+               to_crop: np.ndarray, region: Region) -> np.ndarray:
         """The repainted area of the crop warped back into the frame and pasted through the repaint
         mask within the feathered lip region: every other pixel keeps its original value."""
-        patch, back = self._painting(image, x, output, to_crop, region)
+        patch, back = self._painting(shape, image, x, output, to_crop, region)
         mask = np.zeros(image.shape[:2], np.float32)
         mask[ROWS] = x[3]
         alpha = cv2.warpAffine(mask, back, patch.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return paste(frame, patch, Region(region.box, region.alpha * alpha))
 
-    @staticmethod
-    def _painting(image: np.ndarray, x: np.ndarray, output: np.ndarray, to_crop: np.ndarray,
-                  region: Region) -> tuple[np.ndarray, np.ndarray]:
-        """The network's painting of the crop warped onto the lip region's box, and the matrix
-        from crop pixels to box pixels that did it."""
+    def _painting(self, shape: np.ndarray, image: np.ndarray, x: np.ndarray, output: np.ndarray,
+                  to_crop: np.ndarray, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """The network's painting of the crop, its open mouth filled from the face's own open
+        mouth where one was seen, warped onto the lip region's box; and the matrix from crop
+        pixels to box pixels that did it."""
         canvas = image.copy()
         canvas[ROWS] = np.clip(blend_output(x, output).transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+        if self.interior is not None:
+            canvas = self.interior.fill(canvas, shape, self.crop)
         x0, y0, x1, y1 = region.box
         back = invert(to_crop)
         back[:, 2] -= (x0, y0)
