@@ -378,21 +378,27 @@ def status(base: str) -> dict:
 def test_kiosk_page_plays_picture_and_sound_in_a_real_browser(avatar, data):
     """Headless Chromium, autoplay allowed as in kiosk mode, opens the page; speech posted to the
     API is heard by the page's AnalyserNode while frames arrive and are drawn, and the page shows
-    the avatar's face. The MJPEG stream serves clients that only take images."""
+    the avatar's face. The MJPEG stream serves clients that only take images. The painted
+    renderer keeps the server in real time on a 2-core machine while another test runs beside
+    it: the page is under test here, not the renderer (the learned one's live timing is `bench`'s)."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from kiosk_page import KioskPage
 
     browser, port = chromium(), free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", "api", "--serve",
-                                            f"127.0.0.1:{port}", "--duration", 40, "--no-window"),
+                                            f"127.0.0.1:{port}", "--duration", 40, "--no-window",
+                                            "--renderer", "painted"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_server(base, process)
         with KioskPage(browser, base + "/") as page:
-            time.sleep(3)
-            quiet = page.stats()
-            assert quiet["frames"] >= 25 and quiet["drawn"] >= 25, quiet
+            # a second of frames; on a starved machine they may take longer than a second to come
+            deadline, quiet = time.monotonic() + 30, None
+            while (quiet is None or quiet["drawn"] < 25) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                quiet = page.stats()
+            assert quiet and quiet["frames"] >= 25 and quiet["drawn"] >= 25, quiet
             assert quiet["sound"] == "running", quiet
             assert quiet["level"] < 0.005, "silence while idle"
             post(f"{base}/speech", (data / "speech" / LONG_SPEECH).read_bytes())
@@ -425,7 +431,9 @@ def test_kiosk_page_plays_picture_and_sound_in_a_real_browser(avatar, data):
 def test_speech_api_plays_utterances_in_order_and_stop_interrupts(avatar, data, tmp_path):
     """A WAV and an MP3 posted back to back, then 22.05 kHz PCM (audio/L16) and a stream over the
     /pcm WebSocket, are each heard whole and in order in the recording, with the mouth in step;
-    POST /stop silences a long utterance at once; bad bodies get a 400 with one line."""
+    POST /stop silences a long utterance at once; bad bodies get a 400 with one line. With the
+    painted renderer, which keeps up on a 2-core machine that runs another test beside this one:
+    where frames must be dropped, the mouth shown for them is the last one drawn, behind the sound."""
     import aiohttp
     import asyncio
 
@@ -433,7 +441,7 @@ def test_speech_api_plays_utterances_in_order_and_stop_interrupts(avatar, data, 
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(live_command("--avatar", avatar, "--audio-source", "api", "--serve",
                                             f"127.0.0.1:{port}", "--record", record, "--duration", 30,
-                                            "--no-window"),
+                                            "--no-window", "--renderer", "painted"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = load_audio(data / "speech" / SHORT_SPEECH)
     second = load_audio(data / "speech" / "fw_hotwords.mp3")
