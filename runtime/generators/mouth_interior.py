@@ -21,6 +21,8 @@ from ..audio.lip_shape import shape_opening
 from ..face.frame import CropBox
 from ..face.landmarks import LOWER_INNER_LIP, SHAPE_POINTS, UPPER_INNER_LIP
 from ..quality.metrics import apply
+from .painted import polygon_mask
+from .render_inputs import INNER_OUTLINE
 
 OPEN_ENOUGH = 0.08
 """Inner-lip gap (inter-ocular units, canonical frame) from which a face's mouth shows its teeth:
@@ -31,9 +33,8 @@ many crop pixels."""
 SWITCH_MARGIN = 1.25
 """A later exemplar replaces the current one only if its mouth opens this much wider (no flicker
 between near-equal frames)."""
-_index = {p: i for i, p in enumerate(SHAPE_POINTS)}
-UPPER = [_index[p] for p in UPPER_INNER_LIP]
-LOWER = [_index[p] for p in LOWER_INNER_LIP]
+UPPER = [SHAPE_POINTS.index(p) for p in UPPER_INNER_LIP]
+LOWER = [SHAPE_POINTS.index(p) for p in LOWER_INNER_LIP]
 
 
 def _curves(xy: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,12 +54,12 @@ class MouthInterior:
 
     @classmethod
     def of(cls, crop: np.ndarray, shape: np.ndarray, box: CropBox) -> MouthInterior | None:
-        """The exemplar in `crop` (the face's renderer crop) with canonical lip `shape`, or None
-        when its mouth is too closed to show anything inside."""
+        """The exemplar in `crop` (the face's renderer crop, kept as it is: never written to)
+        with canonical lip `shape`, or None when its mouth is too closed to show anything inside."""
         opening = float(shape_opening(shape))
         if opening < OPEN_ENOUGH:
             return None
-        return cls(crop.copy(), apply(box.from_canonical(), shape.astype(np.float64)), opening)
+        return cls(crop, apply(box.from_canonical(), shape.astype(np.float64)), opening)
 
     def better(self, other: MouthInterior | None) -> MouthInterior:
         """The exemplar to keep: `other` only if its mouth opens clearly wider."""
@@ -68,7 +69,7 @@ class MouthInterior:
         """`canvas` (the renderer's crop, BGR uint8) with the inside of the canonical lip shape
         `target` filled from the exemplar, soft-edged."""
         xy = apply(box.from_canonical(), target.astype(np.float64))
-        inner = np.concatenate([xy[UPPER], xy[LOWER][-2:0:-1]])
+        inner = xy[INNER_OUTLINE]
         x0, y0 = np.floor(inner.min(axis=0)).astype(int) - 1
         x1, y1 = np.ceil(inner.max(axis=0)).astype(int) + 2
         x0, y0 = max(x0, 0), max(y0, 0)
@@ -89,9 +90,7 @@ class MouthInterior:
         shown = np.clip(0.5 - beyond / FADE_PIXELS, 0.0, 1.0)
         filled = cv2.remap(self.crop, source_x.astype(np.float32), source_y.astype(np.float32), cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
-        mask = np.zeros(canvas.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(inner * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-        alpha = (cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.7)[y0:y1, x0:x1] * shown)[..., None]
+        alpha = (polygon_mask(canvas.shape[:2], inner, 0.7)[y0:y1, x0:x1] * shown)[..., None]
         out = canvas.copy()
         out[y0:y1, x0:x1] = (out[y0:y1, x0:x1] * (1 - alpha) + filled * alpha).round().astype(np.uint8)
         return out
