@@ -28,6 +28,8 @@ from edge_retalk.quality.evaluate import score_generated
 from edge_retalk.face.landmarks import face_height, mouth_opening
 from edge_retalk.io.media import iter_video_frames, load_audio, probe_face
 from edge_retalk.face.tracker import FaceTracker
+from edge_retalk.live.clock import SimulatedClock
+from edge_retalk.live.timeline import AudioTimeline, Loudness
 
 AVATAR_CLIP = "geneface_may_5s.mp4"
 LONG_SPEECH = "musetalk_eng_60s.wav"
@@ -107,6 +109,37 @@ def test_prepare_refuses_to_overwrite_and_faceless_input(avatar, tmp_path, data)
     result = run_cli("prepare", "--face", blank, "-o", tmp_path / "none")
     assert result.returncode == 1 and "no face" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "none").exists() and not list(tmp_path.glob(".none*"))
+
+
+def test_a_minute_queued_at_once_reads_back_in_order_and_its_silence_is_judged_frame_by_frame(data):
+    """A source far ahead of real time (a capture device faster than the clock, a TTS engine sending
+    a minute at once) queues thousands of 20 ms stretches; the timeline must still read, drop and
+    date them exactly (it finds them by bisection, so the live loop keeps pace)."""
+    speech = load_audio(data / "speech" / LONG_SPEECH)
+    clock = SimulatedClock()
+    timeline = AudioTimeline(clock, clock.now())
+    for k in range(0, speech.size, 320):
+        timeline.push(speech[k:k + 320], arrival=float(k))
+    timeline.drop(100_000, 50_000)
+    expected = np.concatenate([speech[:100_000], speech[150_000:]])
+    assert timeline.end == expected.size
+    assert np.array_equal(timeline.read(0, timeline.end), expected)
+    assert np.array_equal(timeline.read(99_000, 101_000), expected[99_000:101_000])
+    assert timeline.arrival(100_000) == 149_760.0, "what moved earlier keeps its arrival"
+    assert timeline.arrival(99_999) == 99_840.0
+    timeline.played(600_000)
+    assert not timeline.read(0, 100).any() and np.array_equal(timeline.read(600_000, 601_000), expected[600_000:601_000])
+    loudness = Loudness()
+    frames = expected[: expected.size // 640 * 640].reshape(-1, 640)
+    for frame in frames[:250]:
+        loudness.is_silent(frame)
+    silent = [loudness.is_silent(frame, remember=False) for frame in frames]
+    pauses = [i for i in range(1, len(silent)) if silent[i] and not silent[i - 1]]
+    assert len(pauses) > 10, "real speech has pauses"
+    for start in pauses:
+        run = next((i for i in range(start, len(silent)) if not silent[i]), len(silent)) - start
+        assert loudness.leading_silent_frames(frames[start:].ravel(), 640) == run
+        assert loudness.leading_silent_frames(frames[start - 1:].ravel(), 640) == 0
 
 
 def test_live_never_runs_face_detection(avatar, data, tmp_path, monkeypatch):

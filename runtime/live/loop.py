@@ -18,6 +18,7 @@ avatar's loop keeps playing, and speech that starts mid-loop opens it smoothly.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ GRACE_SECONDS = 0.1
 IDLE_TAIL_SECONDS = 0.5
 MAX_BACKLOG_SECONDS = 0.2
 MAX_BEHIND_FRAMES = 2
+MAX_SKIP_SECONDS = 10.0
 
 class AudioSource(Protocol):
     """Where speech comes from. Threaded sources push from their own thread; paced sources push
@@ -155,7 +157,10 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
     stop = stop or threading.Event()
     fps = float(avatar.fps)
     report = report if report is not None else LiveReport()
-    frames: Iterator = read_ahead(avatar.frames())
+    ahead = read_ahead(avatar.frames())
+    first_frame = next(ahead)
+    _warm_up(driver, fps, *first_frame)
+    frames: Iterator = itertools.chain([first_frame], ahead)
     start = clock.now()
     timeline = AudioTimeline(clock, start)
     source.start(timeline)
@@ -189,11 +194,13 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
             timeline.fill_silence(needed)
             audio = timeline.read(first, last)
             silent = loudness.is_silent(audio)
-            while source.continuous and silent and timeline.end - needed > MAX_BACKLOG_SECONDS * SAMPLE_RATE:
-                timeline.drop(first, last - first)
-                report.trimmed_silence += 1
-                audio = timeline.read(first, last)
-                silent = loudness.is_silent(audio, remember=False)
+            if source.continuous and silent:
+                skipped = _skippable_silence(timeline, loudness, first, last - first, needed)
+                if skipped:
+                    timeline.drop(first, skipped * (last - first))
+                    report.trimmed_silence += skipped
+                    audio = timeline.read(first, last)
+                    silent = loudness.is_silent(audio, remember=False)
             frame, points = next(frames)
             dropped = (behind or clock.now() > deadline + 1.0 / fps) and last_shown is not None
             delay = None
@@ -222,9 +229,30 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                 on_stats(report)
                 next_stats += options.stats_every
     finally:
-        frames.close()
+        ahead.close()
     _measure(report, timeline)
     return report
+
+
+def _warm_up(driver: LiveGenerator, fps: float, frame: np.ndarray, points: np.ndarray | None) -> None:
+    """Render the avatar's first frame once, with silence, before the clock starts: an engine's
+    first run allocates and tunes, and on a busy machine that would otherwise freeze the first
+    second of the picture. A fresh live adapter is used, so no motion carries over."""
+    driver.generator.live(fps).render(frame, points, 0, _silence, True)
+
+
+def _silence(start: int, stop: int) -> np.ndarray:
+    return np.zeros(stop - start, np.float32)
+
+
+def _skippable_silence(timeline: AudioTimeline, loudness: Loudness, first: int, frame: int, needed: int) -> int:
+    """How many frames of silence from `first` on may be skipped, at once, so that no more than
+    `MAX_BACKLOG_SECONDS` stay queued beyond what frame `first` needs (a continuous source only)."""
+    excess = timeline.end - needed - MAX_BACKLOG_SECONDS * SAMPLE_RATE
+    if excess <= 0:
+        return 0
+    most = min(-(-int(excess) // frame), int(MAX_SKIP_SECONDS * SAMPLE_RATE) // frame)
+    return loudness.leading_silent_frames(timeline.read(first, first + most * frame), frame)
 
 
 def _measure(report: LiveReport, timeline: AudioTimeline) -> None:
