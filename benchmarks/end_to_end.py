@@ -1,6 +1,6 @@
 """End-to-end speed of `edge-retalk run` with the default generator: frames per second and peak memory.
 
-    python benchmarks/end_to_end.py [--data ../shared/data] [--preset veryfast]
+    python benchmarks/end_to_end.py [--data ../shared/data] [--preset superfast]
 
 Each case runs in a fresh process (so peak memory is that run's own) on a real clip driven by its
 own audio: a 512x512 clip and a 1920x1080 clip. Not a test: speed is never asserted.
@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 import click
+
+from edge_retalk.io.video_writer import DEFAULT_PRESET
 
 CASES = {"512x512": "clips/hdtf_wda_aoc_8s.mp4", "1920x1080": "clips/gfpgan_kim_7s.mp4"}
 
@@ -43,7 +45,7 @@ def cpu_name() -> str:
 
 @click.command()
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("../shared/data"))
-@click.option("--preset", default="veryfast", show_default=True)
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True)
 @click.option("--threads", default=1, show_default=True)
 @click.option("--repeat", default=3, show_default=True, help="Runs per case; the best is reported.")
 def main(data: Path, preset: str, threads: int, repeat: int) -> None:

@@ -32,6 +32,7 @@ from .errors import EdgeRetalkError
 from .file_mode import ProgressCallback, RunOptions, RunReport, SyncedFrames, face_info, lipsync
 from .generators.painted import RENDERERS, RenderOptions
 from .io.media import check_readable, load_audio, pcm_samples
+from .io.video_writer import DEFAULT_PRESET
 from .live.speech_queue import SpeechQueue
 from .live.loop import LiveOptions, LiveReport, live_driver, run_live, with_avatar_networks
 from .provenance import watermark
@@ -71,7 +72,7 @@ class LipSync:
                           **vars(self.settings) | overrides)
 
     def run(self, face: str | Path, audio: str | Path, output: str | Path, *, crf: int = 18,
-            preset: str = "veryfast", photo_fps: float = 25.0, watermark: bool = False,
+            preset: str = DEFAULT_PRESET, photo_fps: float = 25.0, watermark: bool = False,
             on_progress: ProgressCallback | None = None) -> RunReport:
         """Rewrite the mouth of `face` (video or photo) to match `audio` and write `output` (.mp4)."""
         options = self.options(crf=crf, preset=preset, watermark=watermark,

@@ -19,7 +19,8 @@ from .generators.painted import RenderOptions
 from .generators import open_generator
 from .provenance.labels import SyntheticLabel, draw_watermark
 from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
-from .io.video_writer import VideoWriter
+from .devices.profiles import DEFAULT_BATCH
+from .io.video_writer import DEFAULT_PRESET, VideoWriter
 from .io.face_sources import face_frames
 from .io.workers import WriteBehind, raise_if_interrupted, read_ahead
 from .devices.timing import stage
@@ -35,7 +36,7 @@ class RunOptions:
 
     threads: int = 1
     crf: int = 18
-    preset: str = "veryfast"
+    preset: str = DEFAULT_PRESET
     render: RenderOptions = field(default_factory=RenderOptions)
     label: bool = True
     signing_key: SigningKey | None = None
@@ -45,7 +46,7 @@ class RunOptions:
     provider_options: dict[str, str] = field(default_factory=dict)
     photo_fps: Fraction = PHOTO_FPS
     tracking_interval: int = 1
-    batch: int = 1
+    batch: int = DEFAULT_BATCH
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class SyncedFrames:
     def _generate(self, pending: list[tuple]) -> Iterator[np.ndarray]:
         if not pending:
             return
-        with stage("generate"):
+        with stage("generate", len(pending)):
             results = self.generator.generate_batch(pending)
         for (frame, _, _), result in zip(pending, results):
             yield (draw_watermark(result.copy() if result is frame else result) if self.options.watermark

@@ -14,6 +14,8 @@ from ..engines.formats import BOARD_ONLY_FORMATS, FORMATS as EXPORT_FORMATS
 from ..errors import EdgeRetalkError
 from ..file_mode import RunReport
 from ..generators.painted import RENDERERS
+from ..devices.profiles import DEFAULT_BATCH
+from ..io.video_writer import DEFAULT_PRESET, PRESETS
 from ..models import model_path
 from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, ProgressBar,
                      device_of, say, signing_key, stderr)
@@ -42,8 +44,7 @@ def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **se
 @click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"), show_default=True,
               help="Folder of exported generators that a device profile may pick from.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better).")
-@click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]),
-              default="veryfast", show_default=True, help="H.264 speed/size trade-off.")
+@click.option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--amplitude", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
               help="How wide the mouth opens, relative to a typical speaker.")
 @click.option("--renderer", type=click.Choice(RENDERERS), default="learned", show_default=True,
@@ -53,7 +54,7 @@ def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **se
 @click.option("--generator", type=GeneratorPath, help="An exported generator (.onnx, .xml or .tflite, with its "
               "manifest), or an enrolled avatar folder (its personal networks), instead of the built-in one.")
 @click.option("--batch", type=click.IntRange(1, 64), default=None,
-              help="Frames per call of an exported generator [default: 1, or the --device profile's].")
+              help=f"Frames per generator call [default: {DEFAULT_BATCH}, or the --device profile's].")
 @click.option("--no-label", is_flag=True, help="Leave out all three marks that say the video is synthetic "
               "(metadata tag, Content Credentials, invisible watermark).")
 @click.option("--sign-cert", type=InputFile, help=SIGNING_HELP)

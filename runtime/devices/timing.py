@@ -32,8 +32,9 @@ def collected() -> dict[str, list[float]]:
 
 
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Time the enclosed block under `name` when collecting; otherwise do nothing."""
+def stage(name: str, frames: int = 1) -> Iterator[None]:
+    """Time the enclosed block under `name` when collecting (per frame, for a block that handles
+    `frames` frames at once); otherwise do nothing."""
     if _samples is None:
         yield
         return
@@ -41,7 +42,7 @@ def stage(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        elapsed = (time.perf_counter() - start) * 1000
+        elapsed = (time.perf_counter() - start) * 1000 / frames
         with _lock:
             if _samples is not None:
                 _samples[name].append(elapsed)

@@ -77,6 +77,5 @@ def _paste(frame: np.ndarray, patch: np.ndarray, region: Region) -> np.ndarray:
     alpha = region.alpha[..., None]
     base = frame[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(base + alpha * (patch.astype(np.float32) - base) + 0.5, 0, 255).astype(np.uint8)
-    untouched = region.alpha == 0
-    out[y0:y1, x0:x1][untouched] = frame[y0:y1, x0:x1][untouched]
+    np.copyto(out[y0:y1, x0:x1], frame[y0:y1, x0:x1], where=(region.alpha == 0)[..., None])
     return out

@@ -52,6 +52,14 @@ def apply_umask(path: Path, mode: int = 0o666) -> None:
     os.chmod(path, mode & ~umask)
 
 
+DEFAULT_PRESET = "superfast"
+"""x264's speed/size trade-off by default. At the same CRF superfast keeps the picture (PSNR within
+0.3 dB of veryfast's) in 55 to 65% of veryfast's encoding time, for larger files (1.3x at 512x512,
+2.4x on a static 1080p face): on a 2-core board the encoder is otherwise the largest consumer of CPU
+after the generator. `--preset veryfast` gives the smaller files (`benchmarks/encoder_presets.py`)."""
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+
+
 class VideoWriter:
     """H.264 mp4 writer with the driving audio muxed in, written atomically.
 
@@ -61,7 +69,7 @@ class VideoWriter:
     """
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction,
-                 audio_path: Path | None, crf: int = 18, preset: str = "veryfast",
+                 audio_path: Path | None, crf: int = 18, preset: str = DEFAULT_PRESET,
                  label: SyntheticLabel | None = None, audio_rate: int | None = None):
         """`audio_path` is muxed as the frames go; or, with `audio_rate`, each `write` brings its own
         mono float samples at that rate (live recordings). With a `label`, the video carries its
