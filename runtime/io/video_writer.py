@@ -53,10 +53,13 @@ def apply_umask(path: Path, mode: int = 0o666) -> None:
 
 
 DEFAULT_PRESET = "superfast"
-"""x264's speed/size trade-off by default. At the same CRF superfast keeps the picture (PSNR within
-0.3 dB of veryfast's) in 55 to 65% of veryfast's encoding time, for larger files (1.3x at 512x512,
-2.4x on a static 1080p face): on a 2-core board the encoder is otherwise the largest consumer of CPU
-after the generator. `--preset veryfast` gives the smaller files (`benchmarks/encoder_presets.py`)."""
+"""x264's speed/size trade-off by default: on a 2-core board the encoder is otherwise the largest
+consumer of CPU after the generator. With `PRESET_SETTINGS` it keeps veryfast's picture and file
+size in about 60 % of its encoding time; `benchmarks/encoder_presets.py` measures every preset."""
+PRESET_SETTINGS = {"superfast": "mbtree=1:rc-lookahead=10"}
+"""x264 settings added to a preset. superfast alone leaves out the macroblock tree: a still picture
+then pulses from frame to frame (steps of up to 0.26 grey levels, where veryfast has 0.03) and a
+talking head's file grows by a quarter; with veryfast's tree and look-ahead back, neither happens."""
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
 
@@ -91,7 +94,8 @@ class VideoWriter:
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = self.width, self.height
         self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": str(crf), "preset": preset}
+        self._video.options = {"crf": str(crf), "preset": preset,
+                               **({"x264-params": PRESET_SETTINGS[preset]} if preset in PRESET_SETTINGS else {})}
         self._video.thread_type = "AUTO"
         self._fps = fps
         self._frames = 0
