@@ -21,7 +21,6 @@ from ..errors import EdgeRetalkError
 from ..provenance.labels import SyntheticLabel
 from .loop import LiveOptions, LiveReport, live_driver, require_frames, run_live, with_avatar_networks
 from .outputs import Recorder, Window
-from .server import AvatarServer
 from ..file_mode import check_output
 from ..io.workers import force_stop_later
 
@@ -102,6 +101,8 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     restore = _stop_on_signals(stop)
     try:
         if setup.serve is not None:
+            from .server import AvatarServer  # aiohttp: imported only when serving, not by every command
+
             server = AvatarServer(*setup.serve, setup.serve_token, float(avatar.fps),
                                   source if isinstance(source, SpeechQueue) else None,
                                   lambda: status(report, source.name))
