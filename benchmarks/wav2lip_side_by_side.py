@@ -9,11 +9,12 @@ network in PyTorch on batches of 128 frames with all cores, resizes each generat
 pastes it into the full frame, and encodes the video with the speech (once, with libx264, where
 the original encodes twice). edge-retalk runs `edge-retalk run --device auto --models EXPORTED`,
 so the generator form is the one its autotune measured fastest on this machine. The first run on a
-machine also times the forms (once; the choice is cached), so edge-retalk runs twice and both are
-printed; the ratios use the second.
+machine also times the forms (once; the choice is cached): that first run is printed on its own.
+Then each side runs `--repeats` times, alternating, and the ratios use the medians: one run of the
+reference varied from 16.5 to 21.7 s on the same machine within ten minutes.
 
-Each side runs in a fresh process; the script prints wall time, peak memory (RSS) and the
-ratios, with the CPU named. Not a test: speed is never asserted.
+Each run is a fresh process; the script prints wall time, peak memory (RSS) and the ratios, with
+the CPU named. Not a test: speed is never asserted.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def measured(command: list[str]) -> dict:
     return result
 
 
+def median_run(results: list[dict]) -> dict:
+    """The run with the median wall time (the lower middle one of an even count)."""
+    return sorted(results, key=lambda result: result["seconds"])[(len(results) - 1) // 2]
+
+
 def face_box_of(clip: Path) -> tuple[int, int, int, int]:
     """The square face box of the clip's first frame, as the runtime cuts it (given to the reference)."""
     from edge_retalk.io.media import iter_video_frames
@@ -120,16 +126,20 @@ def face_box_of(clip: Path) -> tuple[int, int, int, int]:
               help="Folder of that checkpoint's exports (`edge-retalk export`), for edge-retalk's --device auto.")
 @click.option("--clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=Path("../shared/data/clips/hdtf_wda_aoc_8s.mp4"), show_default=True)
-def main(checkpoint: Path, exported: Path, clip: Path) -> None:
+@click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Runs of each side after the first use; the ratios use the medians.")
+def main(checkpoint: Path, exported: Path, clip: Path, repeats: int) -> None:
     """Print both sides' time and peak memory and the ratios."""
     box = face_box_of(clip)
     with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp:
         ours_command = ["edge-retalk", "run", "--face", str(clip), "--audio", str(clip), "--device", "auto",
                         "--models", str(exported), "-o", f"{tmp}/ours.mp4", "-q"]
+        reference_command = [sys.executable, "-c", REFERENCE, str(clip), str(checkpoint), f"{tmp}/reference.mp4",
+                             ",".join(map(str, box))]
         first = measured(ours_command)
-        ours = measured(ours_command)
-        reference = measured([sys.executable, "-c", REFERENCE, str(clip), str(checkpoint), f"{tmp}/reference.mp4",
-                              ",".join(map(str, box))])
+        runs = [(measured(reference_command), measured(ours_command)) for _ in range(repeats)]
+    references, ourses = [r for r, _ in runs], [o for _, o in runs]
+    reference, ours = (median_run(references), median_run(ourses))
     frames = int(reference["stdout"].split()[0])
     chosen = next((line for line in ours["stderr"].splitlines() if line.startswith("generator:")), "generator: ?")
     click.echo(f"machine: {cpu_description()}; clip {clip.name}, {frames} frames; python {platform.python_version()}")
@@ -137,10 +147,14 @@ def main(checkpoint: Path, exported: Path, clip: Path) -> None:
     for line in first["stderr"].splitlines():
         if line.startswith("measured here:"):
             click.echo(f"  {line}")
-    click.echo("| pipeline | seconds | fps | peak memory MB |")
+    def seconds(results: list[dict]) -> str:
+        return ", ".join(f"{result['seconds']:.1f}" for result in results)
+
+    click.echo(f"seconds of each run: reference {seconds(references)}; edge-retalk {seconds(ourses)}")
+    click.echo(f"| pipeline (median of {repeats} runs) | seconds | fps | peak memory MB |")
     click.echo("|---|---|---|---|")
     for name, result in (("PyTorch eager Wav2Lip (batch 128, full-frame paste)", reference),
-                         ("edge-retalk run --device auto, first use on this machine (times its forms)", first),
+                         ("edge-retalk run --device auto, first use on this machine (times its forms; one run)", first),
                          ("edge-retalk run --device auto", ours)):
         click.echo(f"| {name} | {result['seconds']:.1f} | {frames / result['seconds']:.1f} | {result['peak_mb']:.0f} |")
     click.echo(f"edge-retalk is {reference['seconds'] / ours['seconds']:.1f}x faster end to end, with "
