@@ -10,8 +10,8 @@ pastes it into the full frame, and encodes the video with the speech (once, with
 the original encodes twice). edge-retalk runs `edge-retalk run --device auto --models EXPORTED`,
 so the generator form is the one its autotune measured fastest on this machine. The first run on a
 machine also times the forms (once; the choice is cached): that first run is printed on its own.
-Then each side runs `--repeats` times, alternating, and the ratios use the medians: one run of the
-reference varied from 16.5 to 21.7 s on the same machine within ten minutes.
+Then each side runs `--repeats` times, alternating, and the ratios use the medians: single runs of
+the reference took 14.7 to 21.7 s on one machine within half an hour.
 
 Each run is a fresh process; the script prints wall time, peak memory (RSS) and the ratios, with
 the CPU named. Not a test: speed is never asserted.
@@ -147,6 +147,7 @@ def main(checkpoint: Path, exported: Path, clip: Path, repeats: int) -> None:
     for line in first["stderr"].splitlines():
         if line.startswith("measured here:"):
             click.echo(f"  {line}")
+
     def seconds(results: list[dict]) -> str:
         return ", ".join(f"{result['seconds']:.1f}" for result in results)
 
