@@ -27,7 +27,8 @@ from . import __version__
 from .errors import EdgeRetalkError
 from .face.idle_motion import animate_photo
 from .engines.manifest import sha256_of
-from .io.media import FaceInfo, check_readable, iter_video_frames, probe_face, read_image
+from .io.media import MAX_SIDE, FaceInfo, check_readable, iter_video_frames, probe_face, read_image
+from .io.schema import bounded, from_json, read_json
 from .io.video_writer import VideoWriter, apply_umask
 from .io.face_sources import FrameCache, ping_pong_index
 from .io.workers import partial_output, raise_if_interrupted
@@ -37,6 +38,9 @@ BUNDLE_VERSION = 1
 DEFAULT_LOOP_SECONDS = 10.0
 LOOP_CRF = 12
 N_POINTS = 468
+MAX_FPS = 240
+MAX_LOOP_FRAMES = 2 * 600 * MAX_FPS
+"""`prepare` loops at most 600 s, played forward then backward."""
 
 TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]
 
@@ -46,11 +50,11 @@ class AvatarInfo:
     """The contents of avatar.json."""
 
     version: int
-    fps: Fraction
-    width: int
-    height: int
-    frames: int
-    frames_with_face: int
+    fps: Fraction = bounded(1, MAX_FPS)
+    width: int = bounded(1, MAX_SIDE)
+    height: int = bounded(1, MAX_SIDE)
+    frames: int = bounded(1, MAX_LOOP_FRAMES)
+    frames_with_face: int = bounded(0, MAX_LOOP_FRAMES)
     source: str
     source_sha256: str
     made_by: str
@@ -148,6 +152,20 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
     return avatar
 
 
+def _landmarks(path: Path, frames: int) -> np.ndarray:
+    """The bundle's (frames, 468, 3) float landmarks: shape and type are read from the .npy header
+    (memory-mapped) and checked before any of it is loaded, so a header claiming billions of
+    frames costs nothing."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise EdgeRetalkError(f"{path}: cannot be read ({exc})") from None
+    if mapped.shape != (frames, N_POINTS, 3) or mapped.dtype.kind != "f":
+        raise EdgeRetalkError(f"{path}: expected ({frames}, {N_POINTS}, 3) floating-point landmarks for the loop's "
+                              f"{frames} frames, found {mapped.shape} {mapped.dtype}; prepare it again")
+    return np.array(mapped, dtype=np.float32)
+
+
 class Avatar:
     """A loaded avatar bundle: its description, landmarks, and the idle loop's frames on demand."""
 
@@ -156,22 +174,11 @@ class Avatar:
         description = folder / "avatar.json"
         if not folder.is_dir() or not description.is_file():
             raise EdgeRetalkError(f"{folder}: not an avatar bundle (make one with `edge-retalk prepare`)")
-        try:
-            fields = json.loads(description.read_text())
-            fields["fps"] = Fraction(fields["fps"])
-            self.info = AvatarInfo(**fields)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise EdgeRetalkError(f"{description}: not a valid avatar description ({exc})") from None
+        self.info = from_json(AvatarInfo, read_json(description, "avatar description"), str(description))
         if self.info.version != BUNDLE_VERSION:
             raise EdgeRetalkError(f"{folder}: avatar bundle version {self.info.version} is not supported "
                                   f"(this edge-retalk reads version {BUNDLE_VERSION}); prepare it again")
-        try:
-            self.landmarks = np.load(folder / "landmarks.npy", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise EdgeRetalkError(f"{folder / 'landmarks.npy'}: cannot be read ({exc})") from None
-        if self.landmarks.shape != (self.info.frames, N_POINTS, 3):
-            raise EdgeRetalkError(f"{folder}: landmarks do not match the loop ({self.landmarks.shape[0]} for "
-                                  f"{self.info.frames} frames); prepare it again")
+        self.landmarks = _landmarks(folder / "landmarks.npy", self.info.frames)
         self.loop = folder / "loop.mp4"
         check_readable(self.loop)
 

@@ -236,3 +236,129 @@ def test_phone_video_stored_sideways_comes_out_upright(data, tmp_path, speech):
     assert frames[0].shape == originals[0].shape
     top = slice(0, originals[0].shape[0] // 3)
     assert np.mean([np.abs(a[top].astype(int) - b[top].astype(int)).mean() for a, b in zip(frames, originals)]) < 8
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A real avatar bundle (a still photo loop), made once for the tampering tests."""
+    from conftest import shared_data_dir
+    from edge_retalk import prepare_avatar
+
+    folder = tmp_path_factory.mktemp("bundle") / "avatar"
+    prepare_avatar(shared_data_dir() / "portraits" / "photo_einstein.png", folder, loop_seconds=0.4, still=True)
+    return folder
+
+
+def npy_claiming(path: Path, shape: tuple[int, ...]) -> None:
+    """A .npy file whose header claims `shape` of float32 but holds a few bytes only."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        handle.write(bytes(64))
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda d: d.update(fps="0"), "fps: '0' is outside 1 to 240"),
+    (lambda d: d.update(fps="fast"), "fps: expected a rate"),
+    (lambda d: d.update(fps=25.5), "fps: expected a rate"),
+    (lambda d: d.update(width=-512), "width: -512 is outside"),
+    (lambda d: d.update(frames=10 ** 10), "frames: 10000000000 is outside"),
+    (lambda d: d.update(frames="10"), "frames: expected a whole number"),
+    (lambda d: d.update(version=True), "version: expected a whole number"),
+    (lambda d: d.update(source=["a", "b"]), "source: expected text"),
+    (lambda d: d.update(extra=1), "unknown fields ['extra']"),
+    (lambda d: d.pop("fps"), "missing fields ['fps']"),
+    ("[]", "expected a JSON object"),
+    (DEEP, "nested too deeply"),
+    ("{" * 3 + "not json", "not a readable avatar description"),
+], ids=lambda case: case if isinstance(case, str) and len(case) < 40 else None)
+def test_a_tampered_bundle_description_is_refused_field_by_field(bundle, tmp_path, tamper, expected):
+    """Each field of avatar.json is checked for type and bounds when the bundle is opened."""
+    import json
+    import shutil
+
+    from edge_retalk.avatar import Avatar
+    from edge_retalk.errors import EdgeRetalkError
+
+    folder = shutil.copytree(bundle, tmp_path / "avatar")
+    if isinstance(tamper, str):
+        (folder / "avatar.json").write_text(tamper)
+    else:
+        description = json.loads((folder / "avatar.json").read_text())
+        tamper(description)
+        (folder / "avatar.json").write_text(json.dumps(description))
+    with pytest.raises(EdgeRetalkError, match="avatar.json") as refused:
+        Avatar(folder)
+    assert expected in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("landmarks, expected", [
+    (lambda n: np.zeros((n, 468), np.float32), "expected ("),
+    (lambda n: np.full((n, 468, 3), "x"), "expected ("),
+    (lambda n: np.zeros((n + 1, 468, 3), np.float32), "expected ("),
+    (None, "cannot be read"),
+], ids=["rank", "type", "length", "claims-10^10-frames"])
+def test_tampered_bundle_landmarks_are_refused_before_they_are_loaded(bundle, tmp_path, landmarks, expected):
+    """Landmarks of the wrong rank, type or length, or a header claiming 10^10 frames: one line,
+    and the claim allocates nothing."""
+    import shutil
+
+    from edge_retalk.avatar import Avatar
+    from edge_retalk.errors import EdgeRetalkError
+
+    folder = shutil.copytree(bundle, tmp_path / "avatar")
+    frames = np.load(folder / "landmarks.npy").shape[0]
+    if landmarks is None:
+        npy_claiming(folder / "landmarks.npy", (10 ** 10, 468, 3))
+    else:
+        np.save(folder / "landmarks.npy", landmarks(frames))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(EdgeRetalkError, match="landmarks.npy") as refused:
+        Avatar(folder)
+    assert expected in str(refused.value), str(refused.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000, "kB more at peak"
+
+
+def test_live_with_a_tampered_bundle_says_one_line(bundle, data, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(bundle, tmp_path / "avatar")
+    (folder / "avatar.json").write_text((folder / "avatar.json").read_text().replace('"fps": "25"', '"fps": "0"'))
+    result = run_cli("live", "--avatar", folder, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
+                     "--no-serve", "--no-window")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "fps: '0' is outside" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda m: m.update(face_size="128"), "face_size: expected a whole number"),
+    (lambda m: m.update(mel_steps=-1), "mel_steps: -1 is outside"),
+    (lambda m: m.update(value_range=[[0.0], [1.0]]), "value_range[0]: expected a number"),
+    (lambda m: m.update(value_range=[0.0, float("nan")]), "value_range[1]: expected a finite number"),
+    (lambda m: m.update(inputs={"face": 1}), "inputs: expected a list"),
+    (lambda m: m["inputs"][0].update(shape=[1, 10, 96.5, 128]), "inputs[0]: shape[2]: expected"),
+    (lambda m: m["inputs"][0].update(colour="BGR"), "unknown fields ['colour']"),
+    (lambda m: m.update(companions={"weights.bin": 5}), "companions.weights.bin: expected text"),
+    (lambda m: m.update(metadata=[1, 2]), "metadata: expected an object"),
+    (lambda m: m.update(metadata={"deep": "DEEP"}), "nested too deeply"),
+    (lambda m: m.update(metadata={"padding": "x" * 2_000_000}), "over 1024 kB"),
+], ids=lambda case: case if isinstance(case, str) else None)
+def test_a_tampered_manifest_is_refused_field_by_field(tmp_path, tamper, expected):
+    """Each field of a model's manifest is checked for type and bounds before the model is opened."""
+    import json
+    import shutil
+
+    from edge_retalk.engines.manifest import load_manifest
+    from edge_retalk.errors import EdgeRetalkError
+    from edge_retalk.models import model_path
+
+    name = "mouth_renderer.fp32.tflite"
+    shutil.copy(model_path(name), tmp_path / name)
+    manifest = json.loads(model_path(f"{name}.json").read_text())
+    tamper(manifest)
+    (tmp_path / f"{name}.json").write_text(json.dumps(manifest).replace('"DEEP"', DEEP))
+    with pytest.raises(EdgeRetalkError, match="manifest") as refused:
+        load_manifest(tmp_path / name)
+    assert expected in str(refused.value), str(refused.value)

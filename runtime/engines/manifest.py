@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import EdgeRetalkError
+from ..io.schema import bounded, from_json, read_json
 
 MANIFEST_SUFFIX = ".json"
 
@@ -20,7 +21,7 @@ MANIFEST_SUFFIX = ".json"
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: list
+    shape: list[int | str]
     dtype: str
     role: str = ""
     """What the tensor is to the runtime ("mel", "face", "style", "generated"), whatever the
@@ -45,8 +46,8 @@ class Manifest:
     layout: str
     colour_order: str
     value_range: list[float]
-    face_size: int
-    mel_steps: int
+    face_size: int = bounded(0, 4096)
+    mel_steps: int = bounded(0, 10_000)
     exporter: str
     style_encoder: str = ""
     metadata: dict = field(default_factory=dict)
@@ -80,23 +81,7 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
         path = manifest_path(path)
     if not path.is_file():
         raise EdgeRetalkError(f"{path}: no manifest beside the model (export it with edge-retalk export)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeRetalkError(f"{path}: not a readable manifest ({exc})") from None
-    known = {f.name for f in fields(Manifest)}
-    required = {f.name for f in fields(Manifest) if f.default is MISSING and f.default_factory is MISSING}
-    if not isinstance(raw, dict) or not required <= set(raw) <= known:
-        extra, missing = sorted(set(raw) - known), sorted(required - set(raw))
-        raise EdgeRetalkError(f"{path}: invalid manifest (unknown fields {extra}, missing fields {missing})")
-    try:
-        raw["inputs"] = [TensorSpec(**spec) for spec in raw["inputs"]]
-        raw["outputs"] = [TensorSpec(**spec) for spec in raw["outputs"]]
-        manifest = Manifest(**raw)
-        if not isinstance(manifest.metadata, dict):
-            raise TypeError("metadata must be an object")
-    except TypeError as exc:
-        raise EdgeRetalkError(f"{path}: invalid manifest ({exc})") from None
+    manifest = from_json(Manifest, read_json(path, "manifest"), f"{path}: invalid manifest")
     model = (path.parent / manifest.file).resolve()
     if path.parent.resolve() not in model.parents:
         raise EdgeRetalkError(f"{path}: the model path {manifest.file!r} leaves the manifest's folder")
