@@ -4,7 +4,9 @@ one clear error line, never a traceback, and never leaves a partial output behin
 from __future__ import annotations
 
 import itertools
+import json
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -16,8 +18,13 @@ import av
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, shared_data_dir
+from edge_retalk import prepare_avatar
+from edge_retalk.avatar import Avatar
+from edge_retalk.engines.manifest import load_manifest
+from edge_retalk.errors import EdgeRetalkError
 from edge_retalk.io.media import iter_video_frames, load_audio
+from edge_retalk.models import model_path
 
 
 def write_audio(path: Path, samples: np.ndarray, rate: int, codec: str = "pcm_s16le", layout: str | None = None) -> Path:
@@ -241,9 +248,6 @@ def test_phone_video_stored_sideways_comes_out_upright(data, tmp_path, speech):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """A real avatar bundle (a still photo loop), made once for the tampering tests."""
-    from conftest import shared_data_dir
-    from edge_retalk import prepare_avatar
-
     folder = tmp_path_factory.mktemp("bundle") / "avatar"
     prepare_avatar(shared_data_dir() / "portraits" / "photo_einstein.png", folder, loop_seconds=0.4, still=True)
     return folder
@@ -276,12 +280,6 @@ DEEP = "[" * 100_000 + "]" * 100_000
 ], ids=lambda case: case if isinstance(case, str) and len(case) < 40 else None)
 def test_a_tampered_bundle_description_is_refused_field_by_field(bundle, tmp_path, tamper, expected):
     """Each field of avatar.json is checked for type and bounds when the bundle is opened."""
-    import json
-    import shutil
-
-    from edge_retalk.avatar import Avatar
-    from edge_retalk.errors import EdgeRetalkError
-
     folder = shutil.copytree(bundle, tmp_path / "avatar")
     if isinstance(tamper, str):
         (folder / "avatar.json").write_text(tamper)
@@ -303,11 +301,6 @@ def test_a_tampered_bundle_description_is_refused_field_by_field(bundle, tmp_pat
 def test_tampered_bundle_landmarks_are_refused_before_they_are_loaded(bundle, tmp_path, landmarks, expected):
     """Landmarks of the wrong rank, type or length, or a header claiming 10^10 frames: one line,
     and the claim allocates nothing."""
-    import shutil
-
-    from edge_retalk.avatar import Avatar
-    from edge_retalk.errors import EdgeRetalkError
-
     folder = shutil.copytree(bundle, tmp_path / "avatar")
     frames = np.load(folder / "landmarks.npy").shape[0]
     if landmarks is None:
@@ -322,8 +315,6 @@ def test_tampered_bundle_landmarks_are_refused_before_they_are_loaded(bundle, tm
 
 
 def test_live_with_a_tampered_bundle_says_one_line(bundle, data, tmp_path):
-    import shutil
-
     folder = shutil.copytree(bundle, tmp_path / "avatar")
     (folder / "avatar.json").write_text((folder / "avatar.json").read_text().replace('"fps": "25"', '"fps": "0"'))
     result = run_cli("live", "--avatar", folder, "--audio-source", data / "speech" / "unitychan_univ0003.wav",
@@ -347,13 +338,6 @@ def test_live_with_a_tampered_bundle_says_one_line(bundle, data, tmp_path):
 ], ids=lambda case: case if isinstance(case, str) else None)
 def test_a_tampered_manifest_is_refused_field_by_field(tmp_path, tamper, expected):
     """Each field of a model's manifest is checked for type and bounds before the model is opened."""
-    import json
-    import shutil
-
-    from edge_retalk.engines.manifest import load_manifest
-    from edge_retalk.errors import EdgeRetalkError
-    from edge_retalk.models import model_path
-
     name = "mouth_renderer.fp32.tflite"
     shutil.copy(model_path(name), tmp_path / name)
     manifest = json.loads(model_path(f"{name}.json").read_text())

@@ -77,16 +77,18 @@ def _value(kind, value, where: str, bounds: typing.Mapping):
         if not isinstance(value, str):
             raise EdgeRetalkError(f"{where}: expected text, found {value!r:.40}")
         return value
-    if kind in (int, float, Fraction):
+    if kind in JSON_FORMS:
         return _number(kind, value, where, bounds)
     raise TypeError(f"{where}: no check for {kind!r}")
 
 
+JSON_FORMS = {int: (int,), float: (int, float), Fraction: (int, str)}
+"""The JSON values each number type is read from (a rate is written as text, "30000/1001")."""
+
+
 def _number(kind: type, value, where: str, bounds: typing.Mapping):
     try:
-        if isinstance(value, bool) or (kind is int and not isinstance(value, int)) \
-                or (kind is float and not isinstance(value, (int, float))) \
-                or (kind is Fraction and not isinstance(value, (int, str))):
+        if isinstance(value, bool) or not isinstance(value, JSON_FORMS[kind]):
             raise TypeError
         number = kind(value)
     except (TypeError, ValueError, ZeroDivisionError):
