@@ -148,6 +148,28 @@ def test_without_openvino_its_renderer_form_is_skipped_and_runs_still_work(tmp_p
     assert "mouth_renderer.int8.xml (cannot run" in shown and "mouth_renderer.fp32.tflite" in shown
 
 
+def test_openvino_keeps_compiled_models_in_the_cache_and_survives_a_broken_one(tmp_path, monkeypatch):
+    """The second start of an OpenVINO model loads its compiled form from the cache folder, with
+    the same outputs; a damaged cached file is compiled again, not an error."""
+    pytest.importorskip("openvino")
+    from edge_retalk.engines.openvino import OpenVINOEngine
+
+    monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path))
+    model = model_path("mouth_renderer.int8.xml")
+    inputs = {spec.name: np.random.default_rng(0).uniform(0, 1, [1, *spec.shape[1:]]).astype(np.float32)
+              for spec in load_manifest(model)[0].inputs}
+    first = OpenVINOEngine(model).run(inputs)
+    [blob] = list((tmp_path / "openvino").iterdir())
+    again = OpenVINOEngine(model).run(inputs)
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:1000])
+    repaired = OpenVINOEngine(model).run(inputs)
+    for outputs in (again, repaired):
+        for name, value in first.items():
+            np.testing.assert_array_equal(outputs[name], value)
+    assert blob.stat().st_size > 1000, "the damaged compiled model was written again"
+
+
 @pytest.mark.parametrize("form", ["mouth_renderer.int8.xml", "mouth_renderer.int8.tflite"])
 def test_shipped_int8_renderers_paint_what_the_float_one_paints(data, form):
     """On real frames of a speaker the renderer never trained on, the INT8 forms' mouths stay

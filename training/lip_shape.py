@@ -11,12 +11,14 @@ continues the run in progress from its last checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
 import numpy as np
@@ -27,7 +29,7 @@ from ..audio.features import log_mel
 from ..audio.lip_shape import (LIP_ROWS, MEL_STEPS, ShapeSpace, canonical_shape, lip_motion, mean_spectrum,
                                mel_windows, shape_opening)
 from ..audio.mouth_opening import silence_mask, smooth_track
-from ..export.models.lip_shape import COMPONENTS, LipShapeNet
+from ..export.models.lip_shape import COMPONENTS, WIDTH, LipShapeNet
 from .augment import augmented_versions
 from .state import resume_state, save_state
 
@@ -116,20 +118,48 @@ def standardised(recording: Recording, space: ShapeSpace) -> tuple[np.ndarray, n
     return motion / spread, spread
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Departures from the shipped recipe, tried by `benchmarks/lip_shape_variants.py` (the
+    defaults are the recipe). `run_frames` > 1 makes each batch of runs of that many consecutive
+    frames of one recording; `transform(windows, rng)` alters a batch's mel windows;
+    `extra_loss(predicted, truth, rows)` adds a term on the standardised predictions and targets
+    of the batch's `rows` (indices into the usable frames of all recordings, in order);
+    `weight_average` > 0 returns the exponential moving average of the weights with that decay."""
+
+    width: int = WIDTH
+    seed: int = SEED
+    run_frames: int = 1
+    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    extra_loss: Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor] | None = None
+    weight_average: float = 0.0
+
+
+def batch_rows(recordings: list[Recording], run_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows (into the usable frames of all recordings, in order) of one batch: frames at random,
+    or runs of `run_frames` consecutive frames, each run from one recording."""
+    lengths = np.array([r.usable.stop for r in recordings])
+    if run_frames == 1:
+        return rng.integers(0, lengths.sum(), BATCH)
+    starts = np.cumsum(lengths) - lengths
+    runs = BATCH // run_frames
+    long_enough = np.nonzero(lengths >= run_frames)[0]
+    chosen = rng.choice(long_enough, runs, p=lengths[long_enough] / lengths[long_enough].sum())
+    first = starts[chosen] + (rng.random(runs) * (lengths[chosen] - run_frames + 1)).astype(int)
+    return (first[:, None] + np.arange(run_frames)[None]).reshape(-1)
+
+
 def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, checkpoint: Path | None,
-                resume: bool, label: str, extra_loss=None) -> LipShapeNet:
-    """Train on `recordings`; saves `checkpoint` every few hundred steps (and resumes from it).
-    `extra_loss(predicted, truth, rows)`, for experiments, adds a term on the standardised
-    predictions and targets of the batch's `rows` (indices into the usable frames of all
-    recordings, in order)."""
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
+                resume: bool, label: str, variant: Variant = Variant()) -> LipShapeNet:
+    """Train on `recordings`; saves `checkpoint` every few hundred steps (and resumes from it)."""
+    torch.manual_seed(variant.seed)
+    rng = np.random.default_rng(variant.seed)
     versions = len(recordings[0].windows)
     windows = [np.concatenate([r.windows[v][r.usable] for r in recordings]) for v in range(versions)]
     standard = [standardised(r, space) for r in recordings]
     y = np.concatenate([z[r.usable] for r, (z, _) in zip(recordings, standard)])
     scale = np.median([spread for r, (_, spread) in zip(recordings, standard) if len(r.shapes) >= 50], axis=0)
-    model = LipShapeNet(space.components)
+    model = LipShapeNet(space.components, variant.width)
     model.template.copy_(torch.from_numpy(space.template))
     model.basis.copy_(torch.from_numpy(space.basis))
     model.rest_weights.copy_(torch.from_numpy(space.rest_weights))
@@ -139,6 +169,7 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
     model.typical_spectrum.copy_(torch.from_numpy(np.mean([r.spectrum for r in recordings], axis=0)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-2)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    average = copy.deepcopy(model) if variant.weight_average else None
     start = 0
     if resume and checkpoint is not None:
         start, rng = resume_state(checkpoint.with_suffix(".state"), rng, model, optimiser, schedule)
@@ -146,22 +177,30 @@ def train_model(recordings: list[Recording], space: ShapeSpace, steps: int, chec
     with Progress(transient=True) as progress:
         task = progress.add_task(label, total=steps, completed=start)
         for step in range(start, steps):
-            rows = rng.integers(0, len(y), BATCH)
-            version = rng.integers(0, versions, BATCH)
+            rows = batch_rows(recordings, variant.run_frames, rng)
+            version = (rng.integers(0, versions, BATCH) if variant.run_frames == 1
+                       else np.repeat(rng.integers(0, versions, BATCH // variant.run_frames), variant.run_frames))
             batch = np.stack([windows[v][r] for v, r in zip(version, rows)])
+            if variant.transform is not None:
+                batch = variant.transform(batch, rng)
             predicted = model(torch.from_numpy(batch)) / model.scale
             truth = torch.from_numpy(y[rows])
             loss = ((predicted - truth) ** 2).mean()
-            if extra_loss is not None:
-                loss = loss + extra_loss(predicted, truth, rows)
+            if variant.extra_loss is not None:
+                loss = loss + variant.extra_loss(predicted, truth, rows)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
+            if average is not None:
+                decay = min(variant.weight_average, (step + 1) / (step + 10))
+                with torch.no_grad():
+                    for kept, current in zip(average.parameters(), model.parameters()):
+                        kept.mul_(decay).add_(current, alpha=1 - decay)
             progress.update(task, advance=1, description=f"{label} loss {loss.item():.3f}")
             if checkpoint is not None and (step + 1) % 500 == 0:
                 save_state(checkpoint.with_suffix(".state"), step + 1, rng, model, optimiser, schedule)
-    return model.eval()
+    return (average or model).eval()
 
 
 def fold_scale(model: LipShapeNet) -> LipShapeNet:

@@ -47,11 +47,15 @@ def machine_key(found: dict | None = None) -> str:
     return f"{found['cpu']} | {'+'.join(found['isa']) or 'no int8 isa'} | {found['cores']} cores | {found['arch']}"
 
 
-def cache_file() -> Path:
+def cache_dir() -> Path:
+    """Where edge-retalk keeps what it measured or compiled on this machine."""
     if os.environ.get("EDGE_RETALK_CACHE"):
-        return Path(os.environ["EDGE_RETALK_CACHE"]) / "autotune.json"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edge-retalk" / "autotune.json"
+        return Path(os.environ["EDGE_RETALK_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-retalk"
+
+
+def cache_file() -> Path:
+    return cache_dir() / "autotune.json"
 
 
 @dataclass
