@@ -258,13 +258,19 @@ def _export_target(plan: Plan, spec: ExportFormat, out_dir: Path, source_sha: st
         shutil.rmtree(stage, ignore_errors=True)
 
 
+CANDIDATE_ENGINE_OPTIONS = {"openvino": {"CACHE_DIR": ""}}
+"""Engine options for the networks an export converts and checks: OpenVINO keeps no compiled copy
+of a candidate in the user's cache (a search may try many, and most are thrown away)."""
+
+
 def _convert_and_check(plan: Plan, spec: ExportFormat, folder: Path) -> tuple[dict, dict, np.ndarray, float]:
     """Convert every part into `folder` and run the chain on the held-out inputs: the targets,
     their engines, the outputs and their parity (PSNR against PyTorch)."""
     targets = {part.arch: folder / spec.file_name(part.arch) for part in plan.parts}
     for part in plan.parts:
         converter(spec.converter)(part.job, targets[part.arch])
-    engines = {part.arch: part.job.host_engines.pop(targets[part.arch], None) or open_engine(targets[part.arch])
+    engines = {part.arch: part.job.host_engines.pop(targets[part.arch], None)
+               or open_engine(targets[part.arch], options=CANDIDATE_ENGINE_OPTIONS.get(spec.engine))
                for part in plan.parts}
     run = {arch: _engine_call(engine) for arch, engine in engines.items()}
     produced = np.concatenate([plan.chain(run, {k: v[i:i + 1] for k, v in plan.held_out.items()})

@@ -140,11 +140,14 @@ def test_transposed_convolution_rewrite_keeps_the_numbers():
 
 
 @pytest.mark.slow
-def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
+def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint, monkeypatch):
     out_dir = tmp_path / "exported"
+    compiled = tmp_path / "cache" / "openvino"
+    monkeypatch.setenv("EDGE_RETALK_CACHE", str(tmp_path / "cache"))
     result = run_cli("export", "--arch", "wav2lip", "--checkpoint", gan_checkpoint,
                      "--calib", data / "clips" / "hdtf_wda_aoc_8s.mp4", "-o", out_dir, "--no-latency")
     assert result.returncode == 0, result.stderr
+    assert not list(compiled.glob("*")), "the export's candidates leave no compiled copies in the user's cache"
     assert "WARNING" not in result.stderr
     report = {row["target"]: row for row in json.loads((out_dir / "report.json").read_text())["artefacts"]}
     assert report["onnx:fp32"]["psnr_db"] > 60 and report["onnx:fp16"]["psnr_db"] > 45
@@ -166,6 +169,8 @@ def test_export_every_target_then_run_each(data, tmp_path, gan_checkpoint):
         clip, speech = data / "clips" / "lrs2_00019.mp4", data / "speech" / "unitychan_univ0003.wav"
         LipSync(generator=model).run(clip, speech, video)
         assert inspect_file(video).generator == f"wav2lip {target}"
+        if fmt == "openvino":
+            assert any(compiled.glob("*")), "a network that runs is compiled once and kept"
         if target in ("onnx:fp32", "tflite:int8"):
             # eight frames per network call where the batch axis is dynamic, one at a time where it is not
             batched = tmp_path / f"out-{fmt}-{precision}-batch8.mp4"
