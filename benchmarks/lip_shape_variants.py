@@ -21,16 +21,10 @@ import torch
 
 import edge_retalk.audio.lip_shape as shape_module
 import edge_retalk.export.models.lip_shape as network_module
-from edge_retalk.audio.lip_shape import LOWER_GAP, UPPER_GAP
+from edge_retalk.audio.lip_shape import shape_opening
 from edge_retalk.audio.mouth_opening import smooth_track
 from edge_retalk.export.models.lip_shape import COMPONENTS, N_MELS, WIDTH
 from edge_retalk.training import lip_shape as recipe
-
-
-def opening_of_coefficients(space) -> np.ndarray:
-    """The inner-lip gap that each motion component adds (K,)."""
-    basis = space.basis.reshape(space.components, -1, 2)
-    return (basis[:, LOWER_GAP, 1] - basis[:, UPPER_GAP, 1]).mean(axis=1)
 
 
 def opening_losses(recordings, space, run_frames: int, opening_weight: float, correlation_weight: float):
@@ -38,7 +32,7 @@ def opening_losses(recordings, space, run_frames: int, opening_weight: float, co
     and one minus its correlation over each run of `run_frames` consecutive frames."""
     standard = [recipe.standardised(r, space) for r in recordings]
     spreads = np.concatenate([np.repeat(s[None], r.usable.stop, 0) for r, (_, s) in zip(recordings, standard)])
-    opening = opening_of_coefficients(space)
+    opening = shape_opening(space.basis.reshape(space.components, -1, 2))  # the gap each component adds
     unit = np.concatenate([np.repeat(((z[r.usable] * s) @ opening).std(), r.usable.stop)
                            for r, (z, s) in zip(recordings, standard)])
     to_opening = torch.from_numpy(opening.astype(np.float32))

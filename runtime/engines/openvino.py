@@ -36,11 +36,12 @@ class OpenVINOEngine:
             raise EdgeRetalkError(f"{self.provider}: OpenVINO has no {device} device here "
                                   f"(it has {', '.join(core.available_devices)})")
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision_hint, **(options or {})}
-        compiled_cache = cache_dir() / "openvino"
-        with contextlib.suppress(OSError):
-            compiled_cache.mkdir(parents=True, exist_ok=True)
-        if "CACHE_DIR" not in config and os.access(compiled_cache, os.W_OK):
-            config["CACHE_DIR"] = str(compiled_cache)
+        if "CACHE_DIR" not in config:
+            compiled_cache = cache_dir() / "openvino"
+            with contextlib.suppress(OSError):
+                compiled_cache.mkdir(parents=True, exist_ok=True)
+            if os.access(compiled_cache, os.W_OK):
+                config["CACHE_DIR"] = str(compiled_cache)
         try:
             self._compiled = core.compile_model(str(model), device, config)
         except RuntimeError as exc:
