@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -168,6 +171,27 @@ def test_openvino_keeps_compiled_models_in_the_cache_and_survives_a_broken_one(t
         for name, value in first.items():
             np.testing.assert_array_equal(outputs[name], value)
     assert blob.stat().st_size > 1000, "the damaged compiled model was written again"
+
+
+def test_openvino_runs_without_telemetry(tmp_path):
+    """Running an OpenVINO model through edge-retalk sends no usage event: left alone, `import
+    openvino` writes a client id to ~/intel and reports to Google Analytics (CI=true, which pytest
+    runs often have, hides this, so the child runs without it)."""
+    pytest.importorskip("openvino")
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env |= {"HOME": str(tmp_path), "EDGE_RETALK_CACHE": str(tmp_path / "cache")}
+    script = ("import numpy as np\n"
+              "from edge_retalk.engines.openvino import OpenVINOEngine\n"
+              "from edge_retalk.engines.manifest import load_manifest\n"
+              "from edge_retalk.models import model_path\n"
+              "model = model_path('mouth_renderer.int8.xml')\n"
+              "inputs = {s.name: np.zeros([1, *s.shape[1:]], np.float32) for s in load_manifest(model)[0].inputs}\n"
+              "OpenVINOEngine(model).run(inputs)\n"
+              "import sys; print(sys.modules['openvino_telemetry'])\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+    assert not (tmp_path / "intel").exists(), "OpenVINO's telemetry wrote its client id"
 
 
 @pytest.mark.parametrize("form", ["mouth_renderer.int8.xml", "mouth_renderer.int8.tflite"])
