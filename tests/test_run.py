@@ -218,6 +218,34 @@ def transcode(source: Path, target: Path, kind: str, codec: str) -> Path:
     return target
 
 
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(packet) for packet in container.demux(container.streams.audio[0]) if packet.size]
+
+
+def test_aac_speech_is_copied_and_starts_with_the_picture(data, tmp_path):
+    """AAC speech in an MP4 goes into the output packet for packet (no second encoding), and
+    starts at the picture's time 0 even where the file's audio starts half a second late: the
+    mouth was driven from its first decoded sample."""
+    source = data / "clips" / "hdtf_rd_radio2_8s.mp4"
+    late = tmp_path / "late.m4a"
+    with av.open(str(source)) as src, av.open(str(late), "w", format="mp4") as dst:
+        stream = dst.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux(src.streams.audio[0]):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts + 8000, packet.dts + 8000, stream
+                dst.mux(packet)
+    for speech in (source, late):
+        out = tmp_path / f"{speech.stem}.out.mp4"
+        with VideoWriter(out, 64, 64, Fraction(25), speech) as writer:
+            for _ in range(200):
+                writer.write(np.zeros((64, 64, 3), np.uint8))
+        assert audio_packets(out) == audio_packets(speech)
+        with av.open(str(out)) as container:
+            assert container.streams.audio[0].start_time == 0
+        np.testing.assert_array_equal(load_audio(out), load_audio(speech))
+
+
 def test_mkv_face_and_m4a_audio(data, tmp_path):
     face = transcode(data / "clips" / "lrs2_00004.mp4", tmp_path / "face.mkv", "video", "libx264")
     audio = transcode(data / "clips" / "lrs2_00008.mp4", tmp_path / "speech.m4a", "audio", "aac")
