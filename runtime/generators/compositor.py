@@ -74,8 +74,10 @@ def paste(frame: np.ndarray, patch: np.ndarray, region: Region) -> np.ndarray:
 def _paste(frame: np.ndarray, patch: np.ndarray, region: Region) -> np.ndarray:
     x0, y0, x1, y1 = region.box
     out = frame.copy()
-    alpha = region.alpha[..., None]
-    base = frame[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(base + alpha * (patch.astype(np.float32) - base) + 0.5, 0, 255).astype(np.uint8)
-    np.copyto(out[y0:y1, x0:x1], frame[y0:y1, x0:x1], where=(region.alpha == 0)[..., None])
+    if patch.dtype != np.uint8:
+        patch = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+    alpha = np.asarray(region.alpha, np.float32)
+    # Where alpha is 0 the weighted mean gives back the frame's own value exactly (0.99999 x v rounds to v).
+    out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(frame[y0:y1, x0:x1]),
+                                        alpha, 1.0 - alpha)
     return out

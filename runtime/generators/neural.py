@@ -38,10 +38,12 @@ def face_box(points: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int
 def wav2lip_face(frame: np.ndarray, box: tuple[int, int, int, int], size: int = 96) -> np.ndarray:
     """The face input (6, size, size) for one frame: masked crop and reference crop, BGR in [0, 1]."""
     x0, y0, x1, y1 = box
-    crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    masked = crop.copy()
-    masked[size // 2:] = 0.0
-    return np.ascontiguousarray(np.concatenate([masked, crop], axis=2).transpose(2, 0, 1))
+    crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+    face = np.empty((6, size, size), np.float32)
+    np.divide(crop, np.float32(255), out=face[3:])
+    face[:3, :size // 2] = face[3:, :size // 2]
+    face[:3, size // 2:] = 0.0
+    return face
 
 
 def wav2lip_inputs(frame: np.ndarray, box: tuple[int, int, int, int], mel: np.ndarray, index: int, fps: float,
@@ -154,10 +156,12 @@ class NeuralGenerator:
         shrinking = x1 - x0 < output.shape[-1]
         generated = cv2.resize(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8),
                                (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-        canvas = frame.copy()
-        canvas[y0:y1, x0:x1] = generated
         rx0, ry0, rx1, ry1 = region.box
-        return paste(frame, canvas[ry0:ry1, rx0:rx1], region)
+        patch = frame[ry0:ry1, rx0:rx1].copy()
+        ox0, oy0, ox1, oy1 = max(x0, rx0), max(y0, ry0), min(x1, rx1), min(y1, ry1)
+        if ox1 > ox0 and oy1 > oy0:
+            patch[oy0 - ry0:oy1 - ry0, ox0 - rx0:ox1 - rx0] = generated[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
+        return paste(frame, patch, region)
 
 
 class NeuralLive:
