@@ -113,7 +113,8 @@ class SyncedFrames:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         options = self.options
-        source = read_ahead(face_frames(self.info, self.n_frames, options.threads, options.tracking_interval))
+        interval = max(options.tracking_interval, self.generator.tracking_interval)
+        source = read_ahead(face_frames(self.info, self.n_frames, options.threads, interval))
         pending: list[tuple] = []
         try:
             for index, (frame, points) in enumerate(source):

@@ -39,6 +39,10 @@ class Generator(Protocol):
     frames in batches; live mode takes its `live` adapter."""
 
     name: str
+    tracking_interval: int
+    """Landmarks are needed on every this-many frames of a video face, interpolated in between
+    (file mode; a board profile may ask for a longer interval): 1 for generators that move the
+    face's own lips, 2 for those that only need its box and lip region."""
 
     def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> object: ...
 

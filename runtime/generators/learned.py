@@ -236,6 +236,7 @@ class LearnedGenerator:
     """Speech -> lip shape -> learned renderer: the default lip generator."""
 
     name = "learned"
+    tracking_interval = 1
 
     def __init__(self, options: LearnedOptions | None = None, threads: int = 1, provider: str | None = None,
                  provider_options: dict | None = None):

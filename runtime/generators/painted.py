@@ -225,6 +225,7 @@ class PaintedGenerator:
     """Audio-driven opening track plus `MouthRenderer`: the lip generator without networks."""
 
     name = "painted"
+    tracking_interval = 1
 
     def __init__(self, model_file: Path | None = None, options: RenderOptions | None = None):
         self.model = MouthModel.load(model_file)
