@@ -3,9 +3,11 @@ and the parts of the graph that INT8 recipes keep in float."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,6 +50,21 @@ class ExportJob:
                 parent = child
             patterns.append("(^|/)" + "/".join(segments) + "(/|;|$)")
         return patterns
+
+
+@contextlib.contextmanager
+def litert_form(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` as litert-torch can convert it, for the length of the block: modules with a
+    `for_litert` switch (layers it cannot convert as they are, such as transposed convolutions
+    with output padding) take their equivalent form, and take their own back afterwards."""
+    switches = [module for module in model.modules() if hasattr(module, "for_litert")]
+    for module in switches:
+        module.for_litert = True
+    try:
+        yield model
+    finally:
+        for module in switches:
+            module.for_litert = False
 
 
 def glue_into_float(nodes: list[tuple[str, list, list]], glue: set[str], in_float: set[str]) -> set[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io.quiet import logger_level, native_stderr_silenced
-from .job import ExportJob, glue_into_float
+from .job import ExportJob, glue_into_float, litert_form
 
 
 @contextlib.contextmanager
@@ -43,7 +43,8 @@ def tflite_fp32(job: ExportJob, target: Path) -> Path:
         with _quiet():
             import litert_torch
 
-            litert_torch.convert(job.model, job.example).export(str(cached))
+            with litert_form(job.model) as model:
+                litert_torch.convert(model, job.example).export(str(cached))
     shutil.copyfile(cached, target)
     return target
 
