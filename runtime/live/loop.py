@@ -217,11 +217,11 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                     delay = clock.now() - arrival
                     report.speech_frames += 1
                     report.latency.add(delay)
+            report.frames += 1  # counted before it is shown: /status never says fewer than were served
             for output in outputs:
                 output.show(shown, audio, dropped, delay)
             last_shown = shown
             timeline.played(last)
-            report.frames += 1
             index += 1
             report.seconds = index / fps
             if next_stats is not None and report.seconds >= next_stats and on_stats is not None:
