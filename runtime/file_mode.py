@@ -16,13 +16,13 @@ from .audio.features import SAMPLE_RATE
 from .provenance.content_credentials import SigningKey
 from .errors import EdgeRetalkError
 from .generators.painted import RenderOptions
-from .generators import open_generator
+from .generators import open_generator, tracking_interval_of
 from .provenance.labels import SyntheticLabel, draw_watermark
 from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
 from .devices.profiles import DEFAULT_BATCH
 from .io.video_writer import DEFAULT_PRESET, VideoWriter
 from .io.face_sources import face_frames
-from .io.workers import WriteBehind, raise_if_interrupted, read_ahead
+from .io.workers import ReadAhead, WriteBehind, raise_if_interrupted
 from .devices.timing import stage
 
 log = logging.getLogger(__name__)
@@ -86,20 +86,37 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+READ_AHEAD_BYTES = 48 << 20
+"""Decoded, tracked frames may wait this much memory for the generator (4 to 64 frames): while
+the generator loads, decoding and tracking get that far ahead on the other core."""
+
+
 class SyncedFrames:
     """The frames of one file-mode run, in order, as an iterator: the face source tracked, the
     speech prepared once, the mouth generated batch by batch. Counts the frames without a face;
-    ends with an error if no frame had one."""
+    ends with an error if no frame had one. Decoding and tracking start at once, in a thread,
+    while the generator loads; iterate it, or `close()` it."""
 
     def __init__(self, info: FaceInfo, samples: np.ndarray, options: RunOptions):
         self.info = info
         self.options = options
         self.n_frames = max(1, round(samples.size / SAMPLE_RATE * float(info.fps)))
-        self.generator = open_generator(options.generator, options.render, options.threads, options.provider,
-                                        options.provider_options)
-        with stage("audio"):
-            self.generator.prepare(samples, float(info.fps), self.n_frames)
         self.frames_without_face = 0
+        interval = max(options.tracking_interval, tracking_interval_of(options.generator, options.render))
+        depth = min(64, max(4, READ_AHEAD_BYTES // (3 * info.width * info.height)))
+        self._source = ReadAhead(face_frames(info, self.n_frames, options.threads, interval), depth)
+        try:
+            self.generator = open_generator(options.generator, options.render, options.threads, options.provider,
+                                            options.provider_options)
+            with stage("audio"):
+                self.generator.prepare(samples, float(info.fps), self.n_frames)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop decoding and tracking (when the frames are not all taken)."""
+        self._source.close()
 
     def _generate(self, pending: list[tuple]) -> Iterator[np.ndarray]:
         if not pending:
@@ -112,20 +129,17 @@ class SyncedFrames:
         pending.clear()
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        options = self.options
-        interval = max(options.tracking_interval, self.generator.tracking_interval)
-        source = read_ahead(face_frames(self.info, self.n_frames, options.threads, interval))
         pending: list[tuple] = []
         try:
-            for index, (frame, points) in enumerate(source):
+            for index, (frame, points) in enumerate(self._source):
                 raise_if_interrupted()
                 self.frames_without_face += points is None
                 pending.append((frame, points, index))
-                if len(pending) >= options.batch:
+                if len(pending) >= self.options.batch:
                     yield from self._generate(pending)
             yield from self._generate(pending)
         finally:
-            source.close()
+            self.close()
         if self.frames_without_face == self.n_frames:
             raise EdgeRetalkError(f"{self.info.path}: no face found in any frame")
 
@@ -155,15 +169,18 @@ def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: Ru
     check_output(output, face, audio)
     info = face_info(face, options.photo_fps)
     frames = SyncedFrames(info, load_audio(audio), options)
-    label = SyntheticLabel(frames.generator.name, options.signing_key) if options.label else None
-    with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
-                     label) as writer:
-        encoder = WriteBehind(writer.write)
-        try:
-            for index, frame in enumerate(frames):
-                encoder.put(frame)
-                if on_progress is not None:
-                    on_progress(index + 1, frames.n_frames)
-        finally:
-            encoder.finish()
+    try:
+        label = SyntheticLabel(frames.generator.name, options.signing_key) if options.label else None
+        with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,
+                         label) as writer:
+            encoder = WriteBehind(writer.write)
+            try:
+                for index, frame in enumerate(frames):
+                    encoder.put(frame)
+                    if on_progress is not None:
+                        on_progress(index + 1, frames.n_frames)
+            finally:
+                encoder.finish()
+    finally:
+        frames.close()
     return RunReport(output, frames.n_frames, frames.frames_without_face, time.perf_counter() - started)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import wave
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import av
 import cv2
@@ -14,13 +16,17 @@ import numpy as np
 import pytest
 
 from conftest import manifest, run_cli
+from edge_retalk import EdgeRetalkError
+from edge_retalk.file_mode import RunOptions, lipsync
+from edge_retalk.io import face_sources
 from edge_retalk.provenance import watermark
 from edge_retalk.generators.compositor import mouth_region
 from edge_retalk.generators.painted import PaintedGenerator
 from edge_retalk.generators.learned import LearnedGenerator
 from edge_retalk.audio.lip_shape import shape_opening
 from edge_retalk.face.landmarks import mouth_opening
-from edge_retalk.io.media import iter_video_frames, load_audio
+from edge_retalk.io.face_sources import FrameCache, FrameTail, replay_store
+from edge_retalk.io.media import iter_video_frames, load_audio, probe_face
 from edge_retalk.io.video_writer import VideoWriter
 from edge_retalk.face.tracker import FaceTracker
 
@@ -91,19 +97,26 @@ def test_output_duration_matches_the_audio(data, tmp_path, speech):
     assert abs(facts["audio_seconds"] - seconds) < 0.1
 
 
-def test_short_video_plays_back_and_forth(data, tmp_path):
-    """lrs2_00006 has 21 frames; 2 s of audio needs 50, so frames 21.. replay 19, 18, ..."""
+@pytest.mark.parametrize("seconds, replayed, store", [(2.0, [(21, 19), (25, 15), (40, 0), (45, 5)], FrameCache),
+                                                      (0.92, [(21, 19), (22, 18)], FrameTail)],
+                         ids=["on-disk", "last-frames"])
+def test_short_video_plays_back_and_forth(data, tmp_path, seconds, replayed, store):
+    """lrs2_00006 has 21 frames; 2 s of audio needs 50, so frames 21.. replay 19, 18, ... from
+    a cache of every frame on disk; 0.92 s needs 23, and only the last frames are kept."""
+    clip = data / "clips" / "lrs2_00006.mp4"
     out = tmp_path / "out.mp4"
-    audio = write_wav(tmp_path / "speech.wav", load_audio(data / "speech" / "retalking_audio1.wav")[:32000])
-    assert_clean_success(run_cli("run", "--face", data / "clips" / "lrs2_00006.mp4", "--audio", audio, "-o", out, "-q"))
-    source = list(iter_video_frames(data / "clips" / "lrs2_00006.mp4"))
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")
+    audio = write_wav(tmp_path / "speech.wav", speech[:round(seconds * 16000)])
+    assert_clean_success(run_cli("run", "--face", clip, "--audio", audio, "-o", out, "-q"))
+    source = list(iter_video_frames(clip))
     output = list(iter_video_frames(out))
-    assert len(source) == 21 and len(output) == 50
+    assert len(source) == 21 and len(output) == round(seconds * 25)
+    assert type(replay_store(probe_face(clip), len(output), source[0].shape)) is store
 
     def top_half_error(a, b):
         return np.abs(a[:60].astype(float) - b[:60].astype(float)).mean()
 
-    for k, expected in [(21, 19), (25, 15), (40, 0), (45, 5)]:
+    for k, expected in replayed:
         errors = [top_half_error(output[k], frame) for frame in source]
         assert abs(int(np.argmin(errors)) - expected) <= 1, (k, np.argmin(errors))
 
@@ -164,6 +177,26 @@ def test_mouth_opens_with_speech_and_closes_in_silence(data, tmp_path, renderer)
     assert talking.mean() > silent.mean() + 0.01
     target = intended_opening(renderer, portrait, audio, len(opening))
     assert np.corrcoef(opening[25:100], target[25:100])[0, 1] > 0.6
+
+
+def test_decoding_starts_before_the_generator_loads_and_stops_when_it_fails(data, tmp_path):
+    """File mode decodes and tracks in a thread while the generator loads; a generator that then
+    fails to load (here: no manifest) stops that thread, and no output appears."""
+    clip = data / "clips" / "hdtf_wda_aoc_8s.mp4"
+    (tmp_path / "broken.onnx").write_bytes(b"not a network")
+    started = threading.Event()
+    original = face_sources.FaceTracker.__init__
+
+    def note_start(self, *args, **kwargs):
+        started.set()
+        original(self, *args, **kwargs)
+
+    with mock.patch.object(face_sources.FaceTracker, "__init__", note_start):
+        with pytest.raises(EdgeRetalkError, match="no manifest"):
+            lipsync(clip, clip, tmp_path / "out.mp4", RunOptions(generator=tmp_path / "broken.onnx"))
+    assert started.is_set(), "tracking had started before the generator failed"
+    assert not [thread.name for thread in threading.enumerate() if thread.name == "read-ahead"]
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_face_less_frames_pass_through_and_are_counted(data, tmp_path):

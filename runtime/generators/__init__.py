@@ -60,6 +60,14 @@ BUILT_IN: dict[str, Callable[[RenderOptions, int], Generator]] = {
 """The built-in renderers by name (`--renderer`)."""
 
 
+def tracking_interval_of(generator: Path | None, render: RenderOptions) -> int:
+    """The `tracking_interval` of what `open_generator` opens for these arguments, known before
+    it loads, so that tracking can start meanwhile."""
+    if generator is not None:
+        return (LearnedGenerator if generator.is_dir() else NeuralGenerator).tracking_interval
+    return (PaintedGenerator if render.renderer == "painted" else LearnedGenerator).tracking_interval
+
+
 def open_generator(generator: Path | None, render: RenderOptions, threads: int = 1, provider: str | None = None,
                    provider_options: dict[str, str] | None = None) -> Generator:
     """The exported network `generator` (or, given a folder, the enrolled person in it) if given,

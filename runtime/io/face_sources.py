@@ -2,13 +2,16 @@
 
 A video plays forward once while being tracked; when the audio is longer than the video, the
 frames and their landmarks are kept in a temporary file on disk (not in memory) and replayed
-backwards and forwards, so there is no jump and memory stays flat.
+backwards and forwards, so there is no jump and memory stays flat. A video that may end only a
+few frames before the speech keeps just its last frames, in memory.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -79,6 +82,50 @@ class FrameCache:
         self._dir.cleanup()
 
 
+class FrameTail:
+    """The last `keep` frames and their landmarks, in memory, read back by index like a
+    `FrameCache`: replaying a video that ends a few frames before the speech needs only those.
+    An index before them (a video much shorter than its stated duration) gives the oldest kept."""
+
+    def __init__(self, keep: int):
+        self._kept: deque[TrackedFrame] = deque(maxlen=keep)
+        self._count = 0
+
+    def append(self, frame: np.ndarray, points: np.ndarray | None) -> None:
+        self._kept.append((frame, points))
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> TrackedFrame:
+        return self._kept[max(0, index - (self._count - len(self._kept)))]
+
+    def close(self) -> None:
+        self._kept.clear()
+
+
+REPLAY_IN_MEMORY_BYTES = 32 << 20
+"""A replay that needs at most this much of a video's last frames keeps them in memory
+(a `FrameTail`) instead of writing every frame to disk."""
+
+
+def replay_store(info: FaceInfo, n_frames: int, frame_shape: tuple[int, ...]) -> FrameCache | FrameTail | None:
+    """Where `video_frames` keeps frames for replaying: nowhere when the video (by its stated
+    duration, with 2 frames to spare) covers the speech; its last frames in memory when only a
+    few are missing; else all of them on disk."""
+    if info.duration is None:
+        return FrameCache(frame_shape)
+    video_frames_expected = info.duration * float(info.fps)
+    missing = n_frames + 2 - video_frames_expected
+    if missing <= 0:
+        return None
+    keep = math.ceil(missing) + 2
+    if keep < video_frames_expected / 2 and keep * math.prod(frame_shape) <= REPLAY_IN_MEMORY_BYTES:
+        return FrameTail(keep)
+    return FrameCache(frame_shape)
+
+
 def tracked(frames: Iterable[np.ndarray], tracker: FaceTracker, interval: int = 1) -> Iterator[TrackedFrame]:
     """Each frame with its landmarks. With an `interval` of N the tracker runs on every Nth frame
     and on the last (the tracker's smoothing set for that rate); between two such keyframes that
@@ -122,14 +169,14 @@ def video_frames(info: FaceInfo, n_frames: int, threads: int, tracking_interval:
     `tracking_interval` of N, landmarks are found on every Nth frame and interpolated in between
     (see `tracked`)."""
     tracker = FaceTracker(float(info.fps) / tracking_interval, threads)
-    needs_replay = info.duration is None or info.duration * float(info.fps) < n_frames + 2
-    cache: FrameCache | None = None
+    cache: FrameCache | FrameTail | None = None
     produced = 0
     last: TrackedFrame | None = None
     try:
         for last in tracked(itertools.islice(iter_video_frames(info.path), n_frames), tracker, tracking_interval):
-            if needs_replay:
-                cache = cache or FrameCache(last[0].shape)
+            if produced == 0:
+                cache = replay_store(info, n_frames, last[0].shape)
+            if cache is not None:
                 cache.append(*last)
             yield last
             produced += 1

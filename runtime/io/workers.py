@@ -87,39 +87,58 @@ class _Failure:
         self.error = error
 
 
+class ReadAhead(Generic[T]):
+    """Iterates `items` in a background thread from construction on, at most `depth` items ahead
+    of the consumer: work can start while the consumer still prepares (file mode decodes and
+    tracks while the generator loads). Iterate it once; `close()` stops the thread (also when the
+    iteration ends or breaks off)."""
+
+    def __init__(self, items: Iterable[T], depth: int = 4):
+        self._slots: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._items = items
+        self._thread = threading.Thread(target=self._produce, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _offer(self, item: object) -> bool:
+        """Queue `item` once there is room; False if the consumer closed first."""
+        while not self._stop.is_set():
+            try:
+                self._slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._offer(item):
+                    return
+            self._offer(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            self._offer(_Failure(error))
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                item = self._slots.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def read_ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
     """Iterate `items` in a background thread, at most `depth` items ahead of the consumer."""
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(_DONE)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer
-            slots.put(_Failure(error))
-
-    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return iter(ReadAhead(items, depth))
 
 
 class WriteBehind(Generic[T]):
