@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from conftest import run_cli
 from edge_retalk.io.media import read_image
+from edge_retalk.io.quiet import native_stderr_silenced
 
 
 def assert_refused(result, tmp_path: Path, expected: str, keep: set[str] = frozenset()) -> None:
@@ -200,3 +202,19 @@ def test_a_run_that_swallows_the_interrupt_still_stops(tmp_path):
     assert process.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not partial.exists()
+
+
+def test_overlapping_native_silences_give_stderr_back(tmp_path):
+    """The tracker (one thread) and the generator (another) silence native logs while they load,
+    and their silences can end in either order: stderr must come back either way, or the run's
+    one-line error is never seen."""
+    silences = [native_stderr_silenced(), native_stderr_silenced()]
+    before = os.fstat(2)
+    silences[0].__enter__()
+    silences[1].__enter__()
+    assert os.path.samefile("/proc/self/fd/2", os.devnull)
+    silences[0].__exit__(None, None, None)
+    assert os.path.samefile("/proc/self/fd/2", os.devnull), "still silenced while the other loads"
+    silences[1].__exit__(None, None, None)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
