@@ -36,9 +36,12 @@ def face_box(points: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int
 
 
 def wav2lip_face(frame: np.ndarray, box: tuple[int, int, int, int], size: int = 96) -> np.ndarray:
-    """The face input (6, size, size) for one frame: masked crop and reference crop, BGR in [0, 1]."""
+    """The face input (6, size, size) for one frame: masked crop and reference crop, BGR in [0, 1].
+    The crop is resized bilinearly, as Wav2Lip's own training and inference resize it (OpenCV's
+    default), so official checkpoints see what they were trained on; area averaging took 5x as
+    long (0.37 vs 0.07 ms for a 300-pixel face)."""
     x0, y0, x1, y1 = box
-    crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+    crop = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
     face = np.empty((6, size, size), np.float32)
     np.divide(crop, np.float32(255), out=face[3:])
     face[:3, :size // 2] = face[3:, :size // 2]
