@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import resource
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import av
 import numpy as np
@@ -21,6 +24,7 @@ import pytest
 from conftest import run_cli, shared_data_dir
 from edge_retalk import prepare_avatar
 from edge_retalk.avatar import Avatar
+from edge_retalk.engines import manifest
 from edge_retalk.engines.manifest import load_manifest
 from edge_retalk.errors import EdgeRetalkError
 from edge_retalk.io.media import iter_video_frames, load_audio
@@ -346,3 +350,20 @@ def test_a_tampered_manifest_is_refused_field_by_field(tmp_path, tamper, expecte
     with pytest.raises(EdgeRetalkError, match="manifest") as refused:
         load_manifest(tmp_path / name)
     assert expected in str(refused.value), str(refused.value)
+
+
+def test_a_model_that_matched_its_checksum_is_hashed_again_only_once_changed(tmp_path):
+    """Starting a run does not re-read a large model it has already checked, but any change to the
+    file (even one of the same size with its modification time set back) is checked again."""
+    model = tmp_path / "network.bin"
+    model.write_bytes(b"weights" * 1000)
+    digest = manifest.sha256_of(model)
+    with mock.patch.object(manifest, "sha256_of", wraps=manifest.sha256_of) as hashed:
+        assert manifest.matches_digest(model, digest) and manifest.matches_digest(model, digest)
+        assert hashed.call_count == 1
+        before = model.stat()
+        time.sleep(0.05)
+        model.write_bytes(b"WEIGHTS" * 1000)
+        os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert not manifest.matches_digest(model, digest)
+        assert hashed.call_count == 2

@@ -84,19 +84,20 @@ class Choice:
         return f"{self.network}, {self.threads} thread(s): {self.chosen} ({figures}; measured {self.when})"
 
 
-def _load() -> dict:
+def load_cache(path: Path | None = None) -> dict:
+    """A JSON cache file in the cache folder (default: the autotune's); empty if absent or unreadable."""
     try:
-        return json.loads(cache_file().read_text())
+        return json.loads((path or cache_file()).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _save(cache: dict) -> None:
-    """Write the cache atomically; a cache that cannot be written only means measuring again."""
-    path = cache_file()
+def save_cache(cache: dict, path: Path | None = None) -> None:
+    """Write a cache file atomically; a cache that cannot be written only means working it out again."""
+    path = path or cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".autotune-", delete=False) as handle:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}-", delete=False) as handle:
             json.dump(cache, handle, indent=1)
         os.replace(handle.name, path)
     except OSError:
@@ -131,7 +132,7 @@ def fastest(network: str, candidates: list[Path], threads: int) -> Path:
     candidates = [p for p in candidates if p.is_file()]
     if len(candidates) <= 1:
         return candidates[0]
-    cache = _load()
+    cache = load_cache()
     key = machine_key()
     entry = cache.get(key, {}).get(f"{network}|{threads}")
     if entry and entry.get("signature") == _signature(candidates):
@@ -145,13 +146,13 @@ def fastest(network: str, candidates: list[Path], threads: int) -> Path:
     best = min(runnable, key=lambda m: m.ms)
     choice = Choice(network, threads, best.file, measured, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     cache.setdefault(key, {})[f"{network}|{threads}"] = {"signature": _signature(candidates), "choice": asdict(choice)}
-    _save(cache)
+    save_cache(cache)
     return next(p for p in candidates if p.name == best.file)
 
 
 def choices() -> list[Choice]:
     """Every choice cached for this machine."""
-    entries = _load().get(machine_key(), {})
+    entries = load_cache().get(machine_key(), {})
     found = []
     for entry in entries.values():
         data = dict(entry["choice"])
