@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,18 @@ def test_choice_walks_the_generators_in_order(tmp_path):
     profile = profiles()["rpi5"]
     choice = choose_generator(profile, tmp_path)
     assert choice.artefact is None and len(choice.notes) == 1
+
+
+def test_choosing_a_cpu_generator_leaves_the_engines_unimported(tmp_path):
+    """Importing OpenVINO and ONNX Runtime takes 0.1 s: the choice finds their packages without
+    importing them, so that the engine that loads is the only one imported, while the face is
+    already being decoded and tracked."""
+    (tmp_path / "wav2lip.int8.xml").write_bytes(b"")
+    code = ("import sys; from pathlib import Path; from edge_retalk.devices.profiles import choose_generator, "
+            f"profiles; choice = choose_generator(profiles()['generic-x86-64'], Path({str(tmp_path)!r})); "
+            "print(choice.artefact.name, choice.provider, 'openvino' in sys.modules, 'onnxruntime' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["wav2lip.int8.xml", "openvino:cpu", "False", "False"], result.stderr
 
 
 def test_a_profile_can_prefer_another_architecture(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from edge_retalk.devices.profiles import choose_generator, profiles
+from edge_retalk.devices.profiles import PROVIDERS, choose_generator, profiles
 from edge_retalk.devices import profiles as profiles_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,8 @@ def test_the_rk3588_profile_prefers_the_npu_only_where_it_runs(tmp_path, monkeyp
     choice = choose_generator(rk3588, exported)
     assert choice.artefact == exported / "wav2lip.int8.tflite" and choice.provider == "litert:xnnpack"
     assert any("rknn:int8" in note and "rknn:npu" in note for note in choice.notes)
-    monkeypatch.setattr(profiles_module, "available_providers", lambda: here | {"rknn:npu"})
+    monkeypatch.setattr(profiles_module, "available_providers",
+                        lambda wanted=PROVIDERS: (here | {"rknn:npu"}) & set(wanted))
     choice = choose_generator(rk3588, exported)
     assert choice.artefact == exported / "wav2lip.int8.rknn" and choice.provider == "rknn:npu"
 

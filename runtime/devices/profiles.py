@@ -15,7 +15,7 @@ import sys
 from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..boards import BOARDS_DIR
 from ..errors import EdgeRetalkError
@@ -36,7 +36,10 @@ mode at 512x512 ran about 6 % faster), and a generator whose artefact takes one 
 simply loops."""
 GENERATOR_ARCHITECTURES = ("wav2lip", "videoretalking")
 """Exported lip-sync networks a profile can pick (artefacts named ARCH.PRECISION.SUFFIX)."""
-CPU_PROVIDERS = {"onnxruntime:cpu", "openvino:cpu", "litert:xnnpack"}
+CPU_PROVIDER_PACKAGES = {"onnxruntime:cpu": "onnxruntime", "openvino:cpu": "openvino",
+                         "litert:xnnpack": "ai_edge_litert"}
+"""The CPU providers and the package each needs: installed, it runs."""
+CPU_PROVIDERS = set(CPU_PROVIDER_PACKAGES)
 """Providers whose speed the autotune can measure with the engine's default (CPU) settings."""
 
 
@@ -166,32 +169,35 @@ def cuda_devices() -> int:
     return count.value
 
 
-def available_providers() -> set[str]:
-    """Which engine:accelerator pairs this machine can run: installed packages, and for the GPU
-    and NPU ones a device that the driver reports (or the NPU's runtime library)."""
-    found = set()
-    try:
+def available_providers(wanted: Iterable[str] = PROVIDERS) -> set[str]:
+    """Which of the `wanted` engine:accelerator pairs this machine can run. A CPU pair needs its
+    package installed, found without importing it (importing OpenVINO and ONNX Runtime takes
+    0.1 s, which a run would spend on one core before anything else starts; the engine that
+    loads imports its own); GPU and NPU pairs also a device that the driver reports (or the NPU's
+    runtime library)."""
+    wanted = set(wanted) & set(PROVIDERS)
+
+    def installed(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    found = {provider for provider, module in CPU_PROVIDER_PACKAGES.items() if provider in wanted and installed(module)}
+    if wanted & {"onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino"} and installed("onnxruntime"):
         import onnxruntime
         names = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
-                 "OpenVINOExecutionProvider": "openvino", "CPUExecutionProvider": "cpu"}
+                 "OpenVINOExecutionProvider": "openvino"}
         found |= {f"onnxruntime:{names[p]}" for p in onnxruntime.get_available_providers() if p in names}
-    except ImportError:
-        pass
-    if found & {"onnxruntime:cuda", "onnxruntime:tensorrt"} and cuda_devices() == 0:
-        found -= {"onnxruntime:cuda", "onnxruntime:tensorrt"}
-    try:
+        if found & {"onnxruntime:cuda", "onnxruntime:tensorrt"} and cuda_devices() == 0:
+            found -= {"onnxruntime:cuda", "onnxruntime:tensorrt"}
+    if "openvino:gpu" in wanted and installed("openvino"):
         import openvino
-        found |= {f"openvino:{d.split('.')[0].lower()}" for d in openvino.Core().available_devices}
-    except ImportError:
-        pass
-    if importlib.util.find_spec("ai_edge_litert") is not None:
-        found.add("litert:xnnpack")
-    if importlib.util.find_spec("rknnlite") is not None:
+        if any(device.startswith("GPU") for device in openvino.Core().available_devices):
+            found.add("openvino:gpu")
+    if "rknn:npu" in wanted and installed("rknnlite"):
         from ..engines.rknn import npu_runtime_present
 
         if npu_runtime_present():
             found.add("rknn:npu")
-    return found & set(PROVIDERS)
+    return found & wanted
 
 
 def compare_candidates(profile: BoardProfile, models_dir: Path) -> list[tuple[Path, str]]:
@@ -238,7 +244,7 @@ def choose_generator(profile: BoardProfile, models_dir: Path | None, threads: in
     (`autotune`), not assumed from the profile's order: an INT8 form that wins by 8x on one CPU
     may lose on another."""
     notes = []
-    have = available_providers()
+    have = available_providers(profile.providers)
     found: list[tuple[Path, str]] = []
     for key in profile.generators:
         if key == DEFAULT_GENERATOR:
