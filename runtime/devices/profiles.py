@@ -181,17 +181,23 @@ def available_providers(wanted: Iterable[str] = PROVIDERS) -> set[str]:
         return importlib.util.find_spec(module) is not None
 
     found = {provider for provider, module in CPU_PROVIDER_PACKAGES.items() if provider in wanted and installed(module)}
-    if wanted & {"onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino"} and installed("onnxruntime"):
-        import onnxruntime
-        names = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
-                 "OpenVINOExecutionProvider": "openvino"}
-        found |= {f"onnxruntime:{names[p]}" for p in onnxruntime.get_available_providers() if p in names}
+    if wanted & {"onnxruntime:tensorrt", "onnxruntime:cuda", "onnxruntime:openvino"}:
+        try:
+            import onnxruntime
+            names = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
+                     "OpenVINOExecutionProvider": "openvino"}
+            found |= {f"onnxruntime:{names[p]}" for p in onnxruntime.get_available_providers() if p in names}
+        except ImportError:
+            pass
         if found & {"onnxruntime:cuda", "onnxruntime:tensorrt"} and cuda_devices() == 0:
             found -= {"onnxruntime:cuda", "onnxruntime:tensorrt"}
-    if "openvino:gpu" in wanted and installed("openvino"):
-        import openvino
-        if any(device.startswith("GPU") for device in openvino.Core().available_devices):
-            found.add("openvino:gpu")
+    if "openvino:gpu" in wanted:
+        try:
+            import openvino
+            if any(device.startswith("GPU") for device in openvino.Core().available_devices):
+                found.add("openvino:gpu")
+        except ImportError:
+            pass
     if "rknn:npu" in wanted and installed("rknnlite"):
         from ..engines.rknn import npu_runtime_present
 
