@@ -21,9 +21,9 @@ from .onnx import onnx_fp32
 
 
 def _fp32_model(job: ExportJob):
-    import openvino
+    from openvino.tools.ovc import convert_model
 
-    return openvino.convert_model(str(onnx_fp32(job, job.work_dir / "openvino-source.onnx")))
+    return convert_model(str(onnx_fp32(job, job.work_dir / "openvino-source.onnx")))
 
 
 def openvino_fp16(job: ExportJob, target: Path) -> Path:

@@ -192,8 +192,10 @@ def available_providers(wanted: Iterable[str] = PROVIDERS) -> set[str]:
         if found & {"onnxruntime:cuda", "onnxruntime:tensorrt"} and cuda_devices() == 0:
             found -= {"onnxruntime:cuda", "onnxruntime:tensorrt"}
     if "openvino:gpu" in wanted:
+        from ..engines.openvino import import_openvino
+
         try:
-            import openvino
+            openvino = import_openvino()
             if any(device.startswith("GPU") for device in openvino.Core().available_devices):
                 found.add("openvino:gpu")
         except ImportError:

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from ..devices.autotune import cache_dir
 from ..errors import EdgeRetalkError
+
+
+CONVERTER = "openvino.tools.ovc"
+
+
+def import_openvino() -> ModuleType:
+    """`import openvino` for running models. The package also imports its model converter (for
+    `openvino.convert_model`: argparse, its command line, 45 ms on the Xeon), which running never
+    needs; it is hidden while the package loads and importable again afterwards, so the export
+    toolchain imports it itself (`from openvino.tools.ovc import convert_model`)."""
+    if "openvino" in sys.modules:
+        import openvino
+        return openvino
+    hidden = CONVERTER not in sys.modules
+    if hidden:
+        sys.modules[CONVERTER] = None
+    try:
+        import openvino
+    finally:
+        if hidden:
+            del sys.modules[CONVERTER]
+    return openvino
 
 
 class OpenVINOEngine:
@@ -26,7 +50,7 @@ class OpenVINOEngine:
     def __init__(self, model: Path, threads: int = 1, provider: str | None = None,
                  options: dict[str, str] | None = None, precision_hint: str = "f32"):
         try:
-            import openvino
+            openvino = import_openvino()
         except ImportError as exc:
             raise EdgeRetalkError("OpenVINO is not installed: pip install openvino") from exc
         self.provider = provider or "openvino:cpu"
