@@ -136,11 +136,6 @@ class ReadAhead(Generic[T]):
         self._thread.join(timeout=5)
 
 
-def read_ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
-    """Iterate `items` in a background thread, at most `depth` items ahead of the consumer."""
-    return iter(ReadAhead(items, depth))
-
-
 class WriteBehind(Generic[T]):
     """Calls `consume(item)` in a background thread for each `put` item, at most `depth` behind."""
 

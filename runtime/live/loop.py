@@ -33,7 +33,7 @@ from ..errors import EdgeRetalkError
 from ..generators import LiveGenerator, open_generator
 from ..generators.learned import is_enrolled
 from ..generators.painted import RenderOptions
-from ..io.workers import read_ahead
+from ..io.workers import ReadAhead
 from ..provenance.labels import draw_watermark
 from .clock import Clock, RealClock
 from .timeline import AudioTimeline, Loudness
@@ -157,10 +157,11 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
     stop = stop or threading.Event()
     fps = float(avatar.fps)
     report = report if report is not None else LiveReport()
-    ahead = read_ahead(avatar.frames())
-    first_frame = next(ahead)
+    ahead = ReadAhead(avatar.frames())
+    taken = iter(ahead)
+    first_frame = next(taken)
     _warm_up(driver, fps, *first_frame)
-    frames: Iterator = itertools.chain([first_frame], ahead)
+    frames: Iterator = itertools.chain([first_frame], taken)
     start = clock.now()
     timeline = AudioTimeline(clock, start)
     source.start(timeline)
