@@ -208,9 +208,21 @@ def mouth_renderer_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet
                              "generated", crop.size, 0, metadata)
 
 
+def whisper_encoder_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
+                         speech: Path | None) -> Plan:
+    """Whisper's encoder from a CTranslate2 model (its folder or model.bin), on 2 s windows."""
+    from ..quant.calibration import speech_windows
+    from .models.whisper_encoder import whisper_encoder_from_ctranslate2
+
+    model = whisper_encoder_from_ctranslate2(checkpoint)
+    metadata = {"licence": "MIT (OpenAI Whisper)", "model": "whisper tiny.en encoder"}
+    return _single_part_plan("whisper_encoder", model, speech_windows(calib, limit=32, speech=speech), "mel",
+                             "features", 0, 0, metadata)
+
+
 PLANS: dict[str, Callable[[Path, Path, bool, Path | None, Path | None], Plan]] = {
     "wav2lip": wav2lip_plan, "videoretalking": videoretalking_plan, "lip_shape": lip_shape_plan,
-    "mouth_renderer": mouth_renderer_plan,
+    "mouth_renderer": mouth_renderer_plan, "whisper_encoder": whisper_encoder_plan,
 }
 ARCHES = tuple(PLANS)
 
@@ -360,6 +372,7 @@ def export_model(arch: str, checkpoint: Path, targets: list[str], calib: Path, o
         raise EdgeRetalkError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
     plan = PLANS[arch](checkpoint, calib, allow_partial, enet_checkpoint, speech)
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoint / "model.bin" if checkpoint.is_dir() else checkpoint
     source_sha = sha256_of(checkpoint) if enet_checkpoint is None else \
         sha256_of(checkpoint) + "+" + sha256_of(enet_checkpoint)
     rows, failures = [], []

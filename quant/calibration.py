@@ -84,3 +84,16 @@ def renderer_inputs(video: Path, template: np.ndarray, crop, limit: int) -> np.n
         inputs.append(network_input(image, repaint_mask([shape, reference_shape], crop), reference,
                                     shape_raster(shape, crop)))
     return np.stack(inputs)
+
+
+def speech_windows(video: Path, limit: int, speech: Path | None = None) -> np.ndarray:
+    """Speech-encoder inputs (Whisper log-mel of 2 s windows, every half second) from a real
+    video's speech (its sound track, or `speech`)."""
+    from ..audio.speech_encoder import WINDOW_SAMPLES, cut, whisper_log_mel
+
+    samples = load_audio(speech or video)
+    starts = range(0, max(samples.size - WINDOW_SAMPLES // 2, 1), WINDOW_SAMPLES // 4)
+    windows = [cut(samples, start) for start in starts][:limit]
+    if len(windows) < 4:
+        raise EdgeRetalkError(f"{speech or video}: too little speech for calibration (at least 2.5 s)")
+    return whisper_log_mel(np.stack(windows))

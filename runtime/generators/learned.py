@@ -28,7 +28,7 @@ from ..audio.features import log_mel
 from ..devices.autotune import fastest
 from .compositor import Region, mouth_region, paste
 from .mouth_interior import MouthInterior
-from ..engines import open_model
+from ..engines.network import Network
 from ..errors import EdgeRetalkError
 from ..face.frame import CropBox, invert
 from .painted import lip_warp_maps, polygon_mask
@@ -53,25 +53,6 @@ SHIPPED_MOTION_SCALE = 2.0
 outputs), so it is doubled (`eval --amplitude 0.5` gives the former scale). Personal (enrolled)
 networks are fitted to their person and keep 1."""
 INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
-
-
-class _Network:
-    """An exported network and its manifest, run in chunks its batch axis allows; run once on
-    opening, so that the engine's first-call set-up does not fall on a live frame."""
-
-    def __init__(self, model: Path, arch: str, threads: int, provider: str | None, options: dict | None):
-        self.manifest, self.engine = open_model(model, threads, provider, options)
-        if self.manifest.arch != arch:
-            raise EdgeRetalkError(f"{model}: is a {self.manifest.arch!r} network, not a {arch!r} one")
-        self._input = self.manifest.inputs[0].name
-        first = self.manifest.inputs[0].shape[0]
-        self._batch = first if isinstance(first, int) else 64
-        self(np.zeros([1, *self.manifest.inputs[0].shape[1:]], np.float32))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        outputs = [next(iter(self.engine.run({self._input: x[i:i + self._batch]}).values()))
-                   for i in range(0, len(x), self._batch)]
-        return np.concatenate(outputs)
 
 
 PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
@@ -110,7 +91,7 @@ class ShapeTrack:
 
     def __init__(self, model: Path | None, threads: int = 1, provider: str | None = None,
                  options: dict | None = None):
-        self.network = _Network(model or model_path(SHAPE_MODEL), "lip_shape", threads, provider, options)
+        self.network = Network(model or model_path(SHAPE_MODEL), "lip_shape", threads, provider, options)
         self.scale = SHIPPED_MOTION_SCALE if model is None else 1.0
         meta = self.network.manifest.metadata
         self.space = ShapeSpace(np.asarray(meta["template"]), np.asarray(meta["basis"]),
@@ -149,7 +130,7 @@ class LearnedRenderer:
         self.own_lips = own_lips
         self.interior: MouthInterior | None = None
         model = model or fastest("mouth_renderer", [model_path(name) for name in RENDERER_FORMS], threads)
-        self.network = _Network(model, "mouth_renderer", threads, provider, options)
+        self.network = Network(model, "mouth_renderer", threads, provider, options)
         meta = self.network.manifest.metadata
         self.template = np.asarray(meta["template"])
         centre_x, centre_y, side, size = meta["crop"]
