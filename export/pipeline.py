@@ -29,7 +29,7 @@ from ..errors import EdgeRetalkError
 from ..engines.manifest import Manifest, TensorSpec, sha256_of, write_manifest
 from ..quant.calibration import MEL_STEPS, real_inputs
 from ..io.workers import partial_output
-from .checkpoints import load_checkpoint
+from .checkpoints import load_checkpoint, read_state_dict
 from ..engines.formats import BOARD_ONLY_FORMATS, FORMATS, ExportFormat
 from .job import ExportJob
 from .report import ArtefactReport, TargetFailure, median_latency_ms, psnr_db, write_report
@@ -183,12 +183,16 @@ def _single_part_plan(arch: str, model: torch.nn.Module, inputs: np.ndarray, inp
 def lip_shape_plan(checkpoint: Path, calib: Path, allow_partial: bool, enet_checkpoint: Path | None,
                    speech: Path | None) -> Plan:
     from ..audio.lip_shape import MEL_STEPS as SHAPE_MEL_STEPS
-    from ..quant.calibration import shape_inputs
+    from ..quant.calibration import shape_inputs, speech_encoder_inputs
     from .models.lip_shape import LipShapeNet
 
-    model = load_checkpoint(LipShapeNet(), checkpoint, allow_partial)
+    model = load_checkpoint(LipShapeNet.for_state(read_state_dict(checkpoint)), checkpoint, allow_partial)
     metadata = {name: getattr(model, name).numpy().round(7).tolist()
                 for name in ("template", "basis", "rest_weights", "silent", "typical_spectrum", "rest", "gain")}
+    if model.reads_speech_encoder:
+        metadata["audio_features"] = "speech_encoder"
+        inputs = speech_encoder_inputs(calib, limit=128, speech=speech)
+        return _single_part_plan("lip_shape", model, inputs, "features", "coefficients", 0, 0, metadata)
     return _single_part_plan("lip_shape", model, shape_inputs(calib, limit=128, speech=speech), "mel", "coefficients",
                              0, SHAPE_MEL_STEPS, metadata)
 

@@ -97,3 +97,16 @@ def speech_windows(video: Path, limit: int, speech: Path | None = None) -> np.nd
     if len(windows) < 4:
         raise EdgeRetalkError(f"{speech or video}: too little speech for calibration (at least 2.5 s)")
     return whisper_log_mel(np.stack(windows))
+
+
+def speech_encoder_inputs(video: Path, limit: int, speech: Path | None = None) -> np.ndarray:
+    """Lip-shape network inputs from the shipped speech encoder (file mode's) for the frames of a
+    real video (its speech from its sound track, or `speech`)."""
+    from ..audio.speech_encoder import SpeechEncoder
+
+    fps = float(probe_face(video).fps)
+    samples = load_audio(speech or video)
+    frames = min(limit, int(samples.size / 16000 * fps))
+    if frames < 4:
+        raise EdgeRetalkError(f"{video}: too short for calibration")
+    return SpeechEncoder().for_file(samples, fps, frames)

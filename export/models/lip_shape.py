@@ -1,4 +1,6 @@
-"""The audio-to-lip-shape network: a log-mel window in, the lip shape's motion coefficients out.
+"""The audio-to-lip-shape network: a window of audio features in, the lip shape's motion
+coefficients out. The features are the speech encoder's (`audio/speech_encoder.py`, 384 channels)
+or, in the first generic and in personal models, a normalised log-mel window (80 bands).
 
 A stack of 1-D convolutions over time (strided, so the window shrinks to a few steps), then a
 linear head. About 0.3 M parameters. The shape space (template, basis, rest estimator), the
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from ...audio.lip_shape import MEL_STEPS
+from ...audio.speech_encoder import FEATURE_STEPS
 from ...face.landmarks import SHAPE_POINTS, STABLE_POINTS
 
 N_MELS = 80
@@ -22,14 +25,15 @@ WIDTH = 128
 
 
 class LipShapeNet(nn.Module):
-    def __init__(self, components: int = COMPONENTS, width: int = WIDTH):
+    def __init__(self, components: int = COMPONENTS, width: int = WIDTH, channels: int = N_MELS,
+                 steps: int = MEL_STEPS):
         super().__init__()
-        layers, channels = [], N_MELS
+        layers = []
         for stride in (1, 2, 2, 2):
             layers += [nn.Conv1d(channels, width, 3, stride=stride, padding=1), nn.GELU()]
             channels = width
+            steps = (steps - 1) // stride + 1
         self.encoder = nn.Sequential(*layers)
-        steps = MEL_STEPS // 8
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(width * steps, 256), nn.GELU(),
                                   nn.Dropout(0.3), nn.Linear(256, components))
         points = len(SHAPE_POINTS) * 2
@@ -42,6 +46,18 @@ class LipShapeNet(nn.Module):
         self.register_buffer("gain", torch.ones(components))
         self.register_buffer("typical_spectrum", torch.zeros(N_MELS))
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """(batch, 80, MEL_STEPS) normalised log-mel -> (batch, K) motion coefficients (inter-ocular units)."""
-        return self.head(self.encoder(mel)) * self.scale
+    @classmethod
+    def for_state(cls, state: dict[str, torch.Tensor]) -> LipShapeNet:
+        """A network shaped for a checkpoint's weights (its width, input channels and window)."""
+        first = state["encoder.0.weight"]
+        width, channels = first.shape[:2]
+        steps = MEL_STEPS if channels == N_MELS else FEATURE_STEPS
+        return cls(state["basis"].shape[0], width, channels, steps)
+
+    @property
+    def reads_speech_encoder(self) -> bool:
+        return self.encoder[0].in_channels != N_MELS
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, steps) audio features -> (batch, K) motion coefficients (inter-ocular units)."""
+        return self.head(self.encoder(features)) * self.scale

@@ -122,6 +122,12 @@ class SpeechEncoder:
             inputs.append(frame_inputs(features[serving[frames] - first], starts[serving[frames]], frames, fps))
         return np.concatenate(inputs) if inputs else np.zeros((0, 0, FEATURE_STEPS), np.float32)
 
+    def for_live_frame(self, window: np.ndarray, index: int, fps: float) -> np.ndarray:
+        """The network input (1, C, FEATURE_STEPS) of video frame `index` from its live window (the
+        WINDOW_SAMPLES from `live_window_start`)."""
+        start = live_window_start(np.array([index]), fps)
+        return frame_inputs(self.encode(window[None]), start, np.array([index]), fps)
+
     def for_live(self, samples: np.ndarray, fps: float, frames: np.ndarray) -> np.ndarray:
         """Network inputs (n, C, FEATURE_STEPS) of video frames `frames` as live mode sees them, each
         from its own window of `samples` (the stream from its start)."""

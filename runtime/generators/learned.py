@@ -39,6 +39,8 @@ from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, lip_motio
 from ..audio.lip_shape import samples_needed as shape_samples_needed
 from ..models import model_path
 from ..audio.mouth_opening import silence_mask, smooth_latest, smooth_track
+from ..audio.speech_encoder import WINDOW_SAMPLES, SpeechEncoder, live_window_start
+from ..audio.speech_encoder import samples_needed as speech_samples_needed
 from ..audio.streaming import Reader, RunningSpectrum, frame_mel
 from .render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
 
@@ -99,6 +101,8 @@ class ShapeTrack:
         self.silent = np.asarray(meta["silent"], np.float32)
         self.gain = np.asarray(meta.get("gain", np.ones(self.space.components)), np.float32)
         self.typical_spectrum = np.asarray(meta["typical_spectrum"], np.float32)[:, None]
+        self.encoder = SpeechEncoder(threads=threads) if meta.get("audio_features") == "speech_encoder" else None
+        """The speech encoder whose features the network reads (None: it reads log-mel windows)."""
         rest = np.asarray(meta.get("rest", []), np.float64)
         self.rest = rest if rest.size and np.abs(rest).max() > 0 else None
         """A personal model's own rest shape (None: estimate it from the face)."""
@@ -110,7 +114,9 @@ class ShapeTrack:
     def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         """Smoothed coefficients per video frame of 16 kHz speech, and how silent each frame is
         (0 to 1, eased over a few frames)."""
-        coefficients = self.predict(mel_windows(log_mel(samples), fps, n_frames))
+        inputs = (self.encoder.for_file(samples, fps, n_frames) if self.encoder is not None
+                  else mel_windows(log_mel(samples), fps, n_frames))
+        coefficients = self.predict(inputs)
         quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)
         return smooth_track(coefficients), quiet
 
@@ -294,14 +300,21 @@ class LearnedLive:
         self._quiet = 1.0
 
     def samples_needed(self, index: int) -> int:
+        if self.generator.shapes.encoder is not None:
+            return speech_samples_needed(index, self.fps)
         return shape_samples_needed(index, self.fps)
 
     def follow(self, index: int, read: Reader, silent: bool) -> None:
         """Frame `index`'s motion, into the smoothing and the silence ramp, for a frame drawn or not."""
-        mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, MEL_BEFORE,
-                                          self.samples_needed(index))
         shapes = self.generator.shapes
-        coefficients = shapes.predict(mel_windows(mel, self.fps, 1, index, offset, spectrum))
+        if shapes.encoder is not None:
+            start = int(live_window_start(index, self.fps))
+            inputs = shapes.encoder.for_live_frame(read(start, start + WINDOW_SAMPLES), index, self.fps)
+        else:
+            mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, MEL_BEFORE,
+                                              self.samples_needed(index))
+            inputs = mel_windows(mel, self.fps, 1, index, offset, spectrum)
+        coefficients = shapes.predict(inputs)
         self._quiet += (float(silent) - self._quiet) / (1 + SILENCE_RAMP_FRAMES)
         self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
 
