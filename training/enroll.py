@@ -26,7 +26,7 @@ import torch
 
 from ..avatar import prepare_avatar
 from ..errors import EdgeRetalkError
-from ..export.checkpoints import load_checkpoint
+from ..export.checkpoints import load_checkpoint, read_state_dict
 from ..export.models.lip_shape import LipShapeNet
 from ..export.models.mouth_renderer import MouthRenderer
 from ..export.pipeline import export_model
@@ -142,7 +142,7 @@ def fine_tune_shape(model: LipShapeNet, recording, space: ShapeSpace, steps: int
     for step in range(start, steps):
         raise_if_interrupted()
         rows, version = rng.integers(0, len(y), 128), rng.integers(0, len(windows), 128)
-        batch = torch.from_numpy(np.stack([windows[v][r] for v, r in zip(version, rows)]))
+        batch = torch.from_numpy(np.stack([windows[v][r] for v, r in zip(version, rows)]).astype(np.float32))
         loss = (((model(batch) - torch.from_numpy(y[rows])) / spread) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
@@ -181,6 +181,12 @@ def fine_tune_renderer(model: MouthRenderer, footage, crop: CropBox, steps: int,
     return model.eval()
 
 
+def shipped_shape_network() -> LipShapeNet:
+    """The generic lip-shape network, as shipped."""
+    path = model_path("lip_shape.pt")
+    return load_checkpoint(LipShapeNet.for_state(read_state_dict(path)), path)
+
+
 def widest_open_frame(footage, template: np.ndarray) -> int:
     """Index (into `footage.frames`) of a frame with the mouth well open: the best reference, as
     it shows the person's teeth and the inside of their mouth."""
@@ -210,7 +216,7 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     if work.exists() and not options.resume:
         shutil.rmtree(work)
     work.mkdir(exist_ok=True)
-    generic_shape = load_checkpoint(LipShapeNet(), model_path("lip_shape.pt"))
+    generic_shape = shipped_shape_network()
     generic_renderer = load_checkpoint(MouthRenderer(), model_path("mouth_renderer.pt"))
     template = generic_renderer.template.numpy().astype(np.float64)
     centre_x, centre_y, side, size = generic_renderer.crop.tolist()
@@ -240,7 +246,7 @@ def enroll(face: Path, output: Path, audio: Path | None = None, options: EnrollO
     train_part = slice(0, recording.usable.stop)
     held_part = slice(recording.usable.stop, None)
 
-    personal_shape = fine_tune_shape(load_checkpoint(LipShapeNet(), model_path("lip_shape.pt")), recording, space,
+    personal_shape = fine_tune_shape(shipped_shape_network(), recording, space,
                                      options.shape_steps, work / "lip_shape.state", options.resume, advance)
     torch.save({"state_dict": personal_shape.state_dict()}, work / "lip_shape.pt")
     train_footage = footage_of("person", stem, template, crop, train_part)
