@@ -1,4 +1,5 @@
-"""Held-out opening r of variants of the lip-shape recipe (4 speaker folds, as the recipe scores).
+"""Held-out opening r of variants of the log-mel lip-shape recipe (4 speaker folds, as the recipe
+scores): the network before the speech encoder, kept to compare departures from it.
 
     python benchmarks/lip_shape_variants.py --cache CACHE [options]
 
@@ -128,7 +129,7 @@ def main(cache: Path, steps: int, width: int, seeds: str, opening_loss: float, r
     if score_smoothing is not None:
         recipe.smooth_track = lambda series: smooth_track(series, score_smoothing)
     started = time.time()
-    recordings, template, _ = recipe.load_recordings(cache)
+    recordings, template, _ = recipe.load_recordings(cache, "mel")
     if cepstra:
         recordings = [as_cepstra(r, cepstra) for r in recordings]
     augment = spec_masks or mel_warp or input_noise

@@ -15,8 +15,8 @@ from conftest import run_cli
 from edge_retalk.engines import open_engine
 from edge_retalk.face.landmarks import SHAPE_POINTS
 from edge_retalk.generators.learned import LearnedGenerator
-from edge_retalk.audio.lip_shape import canonical_shape, mel_windows, shape_opening
-from edge_retalk.audio.features import log_mel
+from edge_retalk.audio.lip_shape import canonical_shape, shape_opening
+from edge_retalk.audio.speech_encoder import SpeechEncoder
 from edge_retalk.engines.manifest import load_manifest
 from edge_retalk.io.media import iter_video_frames, load_audio
 from edge_retalk.models import model_path
@@ -89,7 +89,7 @@ def test_shipped_checkpoints_export_to_the_shipped_networks(data, tmp_path, arch
     shipped, shipped_file = load_manifest(model_path(network))
     assert exported.metadata == shipped.metadata
     if arch == "lip_shape":
-        x = mel_windows(log_mel(load_audio(clip)), 25.0, 40)
+        x = SpeechEncoder().for_file(load_audio(clip), 25.0, 40)
     else:
         x = np.random.default_rng(0).random((1, *exported.inputs[0].shape[1:]), np.float32)
     ours, theirs = open_engine(exported_file), open_engine(shipped_file)
