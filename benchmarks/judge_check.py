@@ -29,7 +29,8 @@ def judge(script: str, *args: Path) -> dict:
     done = subprocess.run([sys.executable, str(JUDGE / script), *(["pair"] if script == "score.py" else []),
                            *map(str, args)], capture_output=True, text=True, cwd=JUDGE)
     lines = done.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if done.returncode == 0 and lines else {}
+    found = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    return found if isinstance(found, dict) else {}
 
 
 def real_clip(video: Path) -> Path:
@@ -46,7 +47,7 @@ def scores(folder: Path, asd: bool, real_asd: dict[str, float]) -> dict[str, dic
             if real.name not in real_asd:
                 real_asd[real.name] = judge("asd_score.py", real).get("asd_mean", float("nan"))
             row["asd_ratio"] = judge("asd_score.py", video).get("asd_mean", float("nan")) / real_asd[real.name]
-        rows[video.name] = row
+        rows[video.name.split(".")[0]] = row
         click.echo(f"{folder.name} {video.name}: " + json.dumps({k: round(v, 3) for k, v in row.items()
                                                                 if isinstance(v, (int, float))}), err=True)
     return rows
@@ -62,6 +63,20 @@ def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in found.items() if v}
 
 
+PAIRED = (("r", True), ("m_lmd", False), ("asd_ratio", True))
+
+
+def paired_line(ours: dict, theirs: dict, key: str, higher_is_better: bool) -> str:
+    """How often this build beats the baseline on `key`, and the median difference, over shared clips."""
+    shared = [name for name in ours if key in ours[name] and key in theirs.get(name, {})
+              and np.isfinite(ours[name][key]) and np.isfinite(theirs[name][key])]
+    if not shared:
+        return f"{key}: no clip scored by both"
+    differences = np.array([ours[n][key] - theirs[n][key] for n in shared])
+    wins = int(((differences > 0) if higher_is_better else (differences < 0)).sum())
+    return f"{key} better on {wins} of {len(shared)}, median difference {np.median(differences):+.3f}"
+
+
 @click.command()
 @click.option("--eval", "new", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -71,14 +86,19 @@ def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
 @click.option("--section", default="Independent judge")
 def main(new: Path, baseline: Path | None, label: str, baseline_label: str, asd: bool, section: str) -> None:
     real_asd: dict[str, float] = {}
-    table = [(label, summary(scores(new, asd, real_asd)), len(list(new.glob("*.mp4"))))]
+    ours = scores(new, asd, real_asd)
+    table = [(label, summary(ours), len(ours))]
+    paired = ""
     if baseline is not None:
-        table.append((baseline_label, summary(scores(baseline, asd, real_asd)), len(list(baseline.glob("*.mp4")))))
+        theirs = scores(baseline, asd, real_asd)
+        table.append((baseline_label, summary(theirs), len(theirs)))
+        paired = "\n\nClip by clip (the clips both scored): " + "; ".join(paired_line(ours, theirs, key, higher)
+                                                                          for key, higher in PAIRED)
     keys = sorted({k for _, row, _ in table for k in row})
     body = "Medians over the clips, each generated video against its real clip.\n\n" \
            "| build | clips | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys) + "\n" + \
            "\n".join(f"| {name} | {count} | " + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys) + " |"
-                     for name, row, count in table)
+                     for name, row, count in table) + paired
     click.echo(body)
     record(section, body)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -33,7 +34,7 @@ def record(section: str, body: str) -> None:
     """Write `body` (markdown) as the section `section` of RESULTS.md, with the command that made
     it, the CPU and the date."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python " + " ".join(sys.argv)
+    command = "python " + shlex.join(sys.argv)
     text = f"## {section}\n\n`{command}` on {cpu_name()}, {stamp}.\n\n{body.strip()}\n"
     existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in this folder; do not edit by hand.\n"
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
