@@ -39,15 +39,26 @@ def real_clip(video: Path) -> Path:
 
 
 def scores(folder: Path, asd: bool, real_asd: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The judge's figures per clip; kept in `judge.json` in the folder, so a rerun scores only
+    videos that are new or changed since."""
+    kept_file = folder / "judge.json"
+    kept = json.loads(kept_file.read_text()) if kept_file.exists() else {}
     rows = {}
     for video in sorted(folder.glob("*.mp4")):
         real = real_clip(video)
+        stamp = video.stat().st_mtime
+        previous = kept.get(video.name, {})
+        if previous.get("mtime") == stamp and ("asd_ratio" in previous or not asd):
+            rows[video.name.split(".")[0]] = previous["row"]
+            continue
         row = judge("score.py", real, video)
         if asd:
             if real.name not in real_asd:
                 real_asd[real.name] = judge("asd_score.py", real).get("asd_mean", float("nan"))
             row["asd_ratio"] = judge("asd_score.py", video).get("asd_mean", float("nan")) / real_asd[real.name]
         rows[video.name.split(".")[0]] = row
+        kept[video.name] = {"mtime": stamp, "row": row, **({"asd_ratio": True} if asd else {})}
+        kept_file.write_text(json.dumps(kept, indent=1))
         click.echo(f"{folder.name} {video.name}: " + json.dumps({k: round(v, 3) for k, v in row.items()
                                                                 if isinstance(v, (int, float))}), err=True)
     return rows
@@ -67,12 +78,16 @@ PAIRED = (("r", True), ("m_lmd", False), ("asd_ratio", True))
 
 
 def paired_line(ours: dict, theirs: dict, key: str, higher_is_better: bool) -> str:
-    """How often this build beats the baseline on `key`, and the median difference, over shared clips."""
-    shared = [name for name in ours if key in ours[name] and key in theirs.get(name, {})
-              and np.isfinite(ours[name][key]) and np.isfinite(theirs[name][key])]
+    """How often this build beats the baseline on `key`, and the median difference, over shared
+    clips ("" when no clip has it in both)."""
+    def value(row: dict) -> float:
+        found = row.get(key)
+        return float(found) if isinstance(found, (int, float)) else float("nan")
+
+    shared = [name for name in ours if np.isfinite(value(ours[name])) and np.isfinite(value(theirs.get(name, {})))]
     if not shared:
-        return f"{key}: no clip scored by both"
-    differences = np.array([ours[n][key] - theirs[n][key] for n in shared])
+        return ""
+    differences = np.array([value(ours[n]) - value(theirs[n]) for n in shared])
     wins = int(((differences > 0) if higher_is_better else (differences < 0)).sum())
     return f"{key} better on {wins} of {len(shared)}, median difference {np.median(differences):+.3f}"
 
@@ -92,8 +107,8 @@ def main(new: Path, baseline: Path | None, label: str, baseline_label: str, asd:
     if baseline is not None:
         theirs = scores(baseline, asd, real_asd)
         table.append((baseline_label, summary(theirs), len(theirs)))
-        paired = "\n\nClip by clip (the clips both scored): " + "; ".join(paired_line(ours, theirs, key, higher)
-                                                                          for key, higher in PAIRED)
+        lines = [paired_line(ours, theirs, key, higher) for key, higher in PAIRED]
+        paired = "\n\nClip by clip (the clips both scored): " + "; ".join(line for line in lines if line)
     keys = sorted({k for _, row, _ in table for k in row})
     body = "Medians over the clips, each generated video against its real clip.\n\n" \
            "| build | clips | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys) + "\n" + \

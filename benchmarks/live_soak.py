@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_retalk.audio.features import SAMPLE_RATE
 from edge_retalk.avatar import Avatar, prepare_avatar
-from edge_retalk.provenance.labels import synthetic_metadata
+from edge_retalk.provenance.labels import SyntheticLabel
 from edge_retalk.live.clock import RealClock, SimulatedClock
 from edge_retalk.live.loop import LiveOptions, LiveReport, live_driver, run_live
 from edge_retalk.live.outputs import Recorder
@@ -145,7 +145,7 @@ def main(minutes: float, face: Path | None, speech: Path | None, generator: Path
         driver = live_driver(options, float(avatar.fps))
         record = Path(tmp) / "live.mp4"
         recorder = None if no_record else Recorder(record, avatar.info.width, avatar.info.height, avatar.fps,
-                                                   synthetic_metadata(driver.generator.name))
+                                                   SyntheticLabel(driver.generator.name))
         clock = RealClock() if realtime else SimulatedClock()
         wall = time.perf_counter()
         outputs = [recorder] if recorder else []

@@ -29,7 +29,8 @@ def cpu_seconds(work) -> float:
 
 @click.command()
 @click.option("--speech", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("../shared/data/speech/musetalk_eng_60s.wav"), show_default=True)
+              default=Path(__file__).resolve().parents[2] / "shared/data/speech/musetalk_eng_60s.wav",
+              show_default=True)
 @click.option("--fps", type=float, default=25.0, show_default=True)
 def main(speech: Path, fps: float) -> None:
     samples = load_audio(speech)
