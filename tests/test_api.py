@@ -58,7 +58,9 @@ def test_frames_in_memory_follow_the_speech_and_carry_the_watermark(face, data):
     lips = FaceTracker(25.0, smooth=False)(image)[list(LIPS), :2]
     (x0, y0), (x1, y1) = lips.min(axis=0).astype(int), lips.max(axis=0).astype(int)
     change = [float(np.abs(f[y0:y1, x0:x1].astype(int) - image[y0:y1, x0:x1]).mean()) for f in frames]
-    assert max(change) > 3 * min(change) and max(change) > 10, "the mouth moves with the speech"
+    # every frame's lips sit at the estimated closed mouth, not exactly the photo's, so the change
+    # has a floor; the mouth moving with the speech is how far the change varies across frames
+    assert max(change) - min(change) > 10, ("the mouth moves with the speech", change)
     assert watermark.detect_in_frames(frames[:25]).present
     plain = list(LipSync(label=False).frames(image, speech, sample_rate=22050))
     assert not watermark.detect_in_frames(plain[:25]).present

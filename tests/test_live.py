@@ -199,7 +199,9 @@ def test_sixty_seconds_through_the_socket_at_real_time_pace(avatar, data, tmp_pa
     assert np.all(steps >= 0) and steps.sum() < 0.3 * SAMPLE_RATE, (steps, stderr)
     scores = score_generated(record)
     assert abs(scores["offset"]) <= 1, scores
-    assert scores["av_peak"] > 0.3, scores
+    # mouth opening against speech energy: real footage's median is 0.23 (eval's real row), a
+    # frozen mouth's 0.12-0.14; the speech-encoder network articulates rather than follows loudness
+    assert scores["av_peak"] > 0.2, scores
 
 
 def test_a_silent_tcp_client_does_not_starve_the_next_sender(avatar, data, tmp_path):

@@ -4,8 +4,9 @@
 
 Every clip in `clips/`, `train/` and `long/` (less those whose audio is not their own) is tracked
 frame by frame (unsmoothed face mesh); the cache keeps, per clip, the landmarks, a lower-face crop
-in the canonical face frame and the 16 kHz speech. The canonical template is the Procrustes mean
-of the clips' first faces. The last `LONG_HELD_OUT` of each `long/` recording is left out of the
+in the canonical face frame and the 16 kHz speech. The canonical face frame is the shipped
+networks' (so retrained models fit them), or with `--new-template` the Procrustes mean of the
+clips' first faces. The last `LONG_HELD_OUT` of each `long/` recording is left out of the
 generic models, so personal models (`enroll`) can be compared with them on footage neither saw.
 The shared data's licences forbid copying it into the repository: the cache lives outside it.
 """
@@ -28,6 +29,9 @@ from ..face.landmarks import STABLE_POINTS
 from ..io.media import iter_video_frames, load_audio, probe_face
 from ..generators.render_inputs import crop_of
 from ..face.tracker import FaceTracker
+from ..engines.manifest import load_manifest
+from ..generators.learned import RENDERER_MODEL
+from ..models import model_path
 
 SETS = ("clips", "train", "long")
 EXCLUDED = {
@@ -125,17 +129,22 @@ def measure(clip: Clip, template: np.ndarray, out: Path, on_frame=None) -> str:
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--workers", type=int, default=2)
 @click.option("--only", multiple=True, help="Only clips whose name (e.g. clips/grid_bbaf2n) matches this pattern.")
-def main(data: Path, cache: Path, workers: int, only: tuple[str, ...]) -> None:
+@click.option("--new-template", is_flag=True,
+              help="Align faces on the Procrustes mean of these clips' first faces instead of the shipped networks' "
+                   "face frame (models trained on such a cache do not fit the shipped ones).")
+def main(data: Path, cache: Path, workers: int, only: tuple[str, ...], new_template: bool) -> None:
     """Track every clip once; skip clips already cached (re-runnable after a stop)."""
     clips = [c for c in list_clips(data) if not only or any(fnmatch(c.name, pattern) for pattern in only)]
     cache.mkdir(parents=True, exist_ok=True)
     index_file = cache / "index.json"
     if index_file.exists():
         template = np.asarray(json.loads(index_file.read_text())["template"], np.float32)
-    else:
+    elif new_template:
         with ProcessPoolExecutor(workers) as pool:
             faces = [f for f in pool.map(first_face, clips) if f is not None]
         template = mean_template(faces)
+    else:
+        template = np.asarray(load_manifest(model_path(RENDERER_MODEL))[0].metadata["template"], np.float32)
     index = {"template": template.tolist(), "crop": CROP.__dict__, "long_held_out": LONG_HELD_OUT,
              "clips": [{"name": c.name, "path": str(c.path), "set": c.set, "speaker": c.speaker} for c in clips]}
     index_file.write_text(json.dumps(index, indent=1))
