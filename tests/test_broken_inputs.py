@@ -211,15 +211,22 @@ def test_disk_full_while_writing(data, tmp_path, face_file):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_hour_of_audio_keeps_memory_bounded(tmp_path):
-    """The audio side of a run (decode, features, opening track) on one hour of speech-like noise."""
+@pytest.mark.parametrize("track", [
+    pytest.param("from edge_retalk.generators.painted import PaintedGenerator; o = PaintedGenerator().prepare(s, 25.0, 90000)",
+                 id="painted"),
+    pytest.param("from edge_retalk.generators.learned import ShapeTrack; o, _ = ShapeTrack(None).for_speech(s, 25.0, 90000)",
+                 marks=pytest.mark.slow, id="speech-encoder"),
+])
+def test_an_hour_of_audio_keeps_memory_bounded(tmp_path, track):
+    """The audio side of a run (decode, features, the opening or lip-shape track) on one hour of
+    speech-like noise: the speech encoder's inputs (38 kB a frame) are made and used block by block."""
     rng = np.random.default_rng(0)
     hour = tmp_path / "hour.wav"
     envelope = np.repeat(rng.random(3600 * 4) > 0.3, 4000).astype(np.float32)
     write_audio(hour, rng.standard_normal(3600 * 16000).astype(np.float32) * 0.1 * envelope, 16000)
     code = ("from pathlib import Path; from edge_retalk.io.media import load_audio; "
-            "from edge_retalk.generators.painted import PaintedGenerator; from edge_retalk.devices.timing import peak_memory_mb; "
-            f"s = load_audio(Path('{hour}')); o = PaintedGenerator().prepare(s, 25.0, 90000); "
+            "from edge_retalk.devices.timing import peak_memory_mb; "
+            f"s = load_audio(Path('{hour}')); {track}; "
             "print(len(o), int(peak_memory_mb()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -137,8 +137,10 @@ def whisper_encoder_from_ctranslate2(path: Path) -> WhisperEncoder:
                       ours + "out.bias": theirs + "self_attention/linear_1/bias",
                       ours + "ffn_norm.weight": theirs + "ffn/layer_norm/gamma",
                       ours + "ffn_norm.bias": theirs + "ffn/layer_norm/beta",
-                      ours + "ffn.0.weight": theirs + "ffn/linear_0/weight", ours + "ffn.0.bias": theirs + "ffn/linear_0/bias",
-                      ours + "ffn.2.weight": theirs + "ffn/linear_1/weight", ours + "ffn.2.bias": theirs + "ffn/linear_1/bias"})
+                      ours + "ffn.0.weight": theirs + "ffn/linear_0/weight",
+                      ours + "ffn.0.bias": theirs + "ffn/linear_0/bias",
+                      ours + "ffn.2.weight": theirs + "ffn/linear_1/weight",
+                      ours + "ffn.2.bias": theirs + "ffn/linear_1/bias"})
     tensors = {ours: torch.from_numpy(encoder[theirs].copy()) for ours, theirs in state.items()}
     tensors["positions"] = torch.from_numpy(encoder["position_encodings/encodings"][:ENCODER_FRAMES].copy())
     model.load_state_dict(tensors)

@@ -15,10 +15,12 @@ The network is trained on both kinds of input.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .features import SAMPLE_RATE, mel_filterbank
+from ..devices.autotune import fastest
 from ..engines.network import Network
 from ..models import model_path
 
@@ -101,8 +103,6 @@ class SpeechEncoder:
 
     def __init__(self, model: Path | None = None, threads: int = 1, provider: str | None = None,
                  options: dict | None = None):
-        from ..devices.autotune import fastest
-
         model = model or fastest("whisper_encoder", [model_path(name) for name in ENCODER_FORMS], threads)
         self.network = Network(model, "whisper_encoder", threads, provider, options)
 
@@ -111,16 +111,20 @@ class SpeechEncoder:
         return np.concatenate([self.network(whisper_log_mel(windows[i:i + self.BATCH]))
                                for i in range(0, len(windows), self.BATCH)])
 
-    def for_file(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-        """Network inputs (n_frames, C, FEATURE_STEPS) of a whole recording (file mode)."""
+    def file_blocks(self, samples: np.ndarray, fps: float, n_frames: int) -> Iterator[np.ndarray]:
+        """Network inputs (frames, C, FEATURE_STEPS) of a whole recording (file mode), block by block
+        in frame order (the frames of BATCH windows each), so memory stays bounded however long it is."""
         starts, serving = file_windows(fps, n_frames)
-        inputs = []
         for first in range(0, len(starts), self.BATCH):
             chunk = starts[first:first + self.BATCH]
             features = self.encode(np.stack([cut(samples, int(s)) for s in chunk]))
             frames = np.nonzero((serving >= first) & (serving < first + len(chunk)))[0]
-            inputs.append(frame_inputs(features[serving[frames] - first], starts[serving[frames]], frames, fps))
-        return np.concatenate(inputs) if inputs else np.zeros((0, 0, FEATURE_STEPS), np.float32)
+            yield frame_inputs(features[serving[frames] - first], starts[serving[frames]], frames, fps)
+
+    def for_file(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+        """Network inputs (n_frames, C, FEATURE_STEPS) of a whole recording at once (file mode)."""
+        blocks = list(self.file_blocks(samples, fps, n_frames))
+        return np.concatenate(blocks) if blocks else np.zeros((0, 0, FEATURE_STEPS), np.float32)
 
     def for_live_frame(self, window: np.ndarray, index: int, fps: float) -> np.ndarray:
         """The network input (1, C, FEATURE_STEPS) of video frame `index` from its live window (the

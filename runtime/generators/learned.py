@@ -56,6 +56,10 @@ less than it is asked; so it is scaled by 1.5. At 2 the independent judge measur
 opening's spread at 1.24 (39 clips, photo protocol) to 1.44 (13 clips, dub) times the real one's.
 Personal (enrolled) networks are fitted to their person and keep 1."""
 INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
+CAVITY_DARKENING = 0.7
+"""A face that never showed its mouth open has no teeth to lend, and the network paints the gap
+between the lips in lip colour, so small and middle openings looked closed (the face mesh read
+them as shut) and wide ones as a pink oval: the gap is darkened to a cavity of the painting's hue."""
 
 
 PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
@@ -115,9 +119,11 @@ class ShapeTrack:
     def for_speech(self, samples: np.ndarray, fps: float, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         """Smoothed coefficients per video frame of 16 kHz speech, and how silent each frame is
         (0 to 1, eased over a few frames)."""
-        inputs = (self.encoder.for_file(samples, fps, n_frames) if self.encoder is not None
-                  else mel_windows(log_mel(samples), fps, n_frames))
-        coefficients = self.predict(inputs)
+        if self.encoder is not None:
+            blocks = self.encoder.file_blocks(samples, fps, n_frames)
+            coefficients = np.concatenate([self.predict(block) for block in blocks])
+        else:
+            coefficients = self.predict(mel_windows(log_mel(samples), fps, n_frames))
         quiet = smooth_track(silence_mask(samples, fps, n_frames).astype(np.float32), SILENCE_RAMP_FRAMES)
         return smooth_track(coefficients), quiet
 
@@ -190,7 +196,10 @@ class LearnedRenderer:
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         painted, _ = self._painting(shape, image, x, output, to_crop, region)
         inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
-        mouth = np.maximum(polygon_mask(warped.shape[:2], inner, blur), own_inside)[..., None]
+        target_inside = polygon_mask(warped.shape[:2], inner, blur)
+        if self.interior is None:
+            painted = painted * (1 - CAVITY_DARKENING * target_inside[..., None])
+        mouth = np.maximum(target_inside, own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
         return paste(frame, patch, region)
 
