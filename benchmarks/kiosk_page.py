@@ -41,7 +41,8 @@ class KioskPage:
     """Chromium showing `url`; `evaluate` runs JavaScript in the page and returns its value."""
 
     def __init__(self, browser: str, url: str):
-        self._profile = tempfile.TemporaryDirectory(prefix="kiosk-")
+        # Chromium's helper processes may still write to the profile as it closes
+        self._profile = tempfile.TemporaryDirectory(prefix="kiosk-", ignore_cleanup_errors=True)
         port = free_port()
         self._process = subprocess.Popen([browser, *BROWSER_FLAGS, f"--remote-debugging-port={port}",
                                           f"--user-data-dir={self._profile.name}", url],
