@@ -67,8 +67,6 @@ class WhisperEncoder(nn.Module):
 
 def read_ctranslate2(path: Path) -> dict[str, np.ndarray]:
     """The variables of a CTranslate2 `model.bin` as float32 arrays (aliases resolved)."""
-    if path.is_dir():
-        path = path / "model.bin"
     if not path.is_file():
         raise EdgeRetalkError(f"{path}: no CTranslate2 model.bin there")
     if path.stat().st_size > MAX_CT2_BYTES:

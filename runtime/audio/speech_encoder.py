@@ -88,12 +88,13 @@ def cut(samples: np.ndarray, start: int) -> np.ndarray:
     return window
 
 
-def frame_inputs(features: np.ndarray, starts: np.ndarray, index: np.ndarray, fps: float) -> np.ndarray:
-    """The network input of video frames `index` from the encoded windows (m, ENCODER_FRAMES, C)
-    that serve them, first samples `starts` (m,): (n, C, FEATURE_STEPS)."""
-    position = np.round((frame_centre_s(index, fps) - starts / SAMPLE_RATE) * STEP_RATE).astype(np.int64)
+def frame_inputs(features: np.ndarray, starts: np.ndarray, which: np.ndarray, index: np.ndarray,
+                 fps: float) -> np.ndarray:
+    """The network input (n, C, FEATURE_STEPS) of video frames `index`, each from the encoded window
+    `which` of `features` (m, ENCODER_FRAMES, C), whose first samples are `starts` (m,)."""
+    position = np.round((frame_centre_s(index, fps) - starts[which] / SAMPLE_RATE) * STEP_RATE).astype(np.int64)
     steps = np.clip(position[:, None] + np.arange(-STEPS_BEFORE, STEPS_AFTER)[None], 0, ENCODER_FRAMES - 1)
-    return np.ascontiguousarray(np.take_along_axis(features, steps[:, :, None], axis=1).transpose(0, 2, 1))
+    return np.ascontiguousarray(features[which[:, None], steps].transpose(0, 2, 1))
 
 
 class SpeechEncoder:
@@ -119,7 +120,7 @@ class SpeechEncoder:
             chunk = starts[first:first + self.BATCH]
             features = self.encode(np.stack([cut(samples, int(s)) for s in chunk]))
             frames = np.nonzero((serving >= first) & (serving < first + len(chunk)))[0]
-            yield frame_inputs(features[serving[frames] - first], starts[serving[frames]], frames, fps)
+            yield frame_inputs(features, chunk, serving[frames] - first, frames, fps)
 
     def for_file(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
         """Network inputs (n_frames, C, FEATURE_STEPS) of a whole recording at once (file mode)."""
@@ -130,13 +131,15 @@ class SpeechEncoder:
         """The network input (1, C, FEATURE_STEPS) of video frame `index` from its live window (the
         WINDOW_SAMPLES from `live_window_start`)."""
         start = live_window_start(np.array([index]), fps)
-        return frame_inputs(self.encode(window[None]), start, np.array([index]), fps)
+        return frame_inputs(self.encode(window[None]), start, np.zeros(1, np.int64), np.array([index]), fps)
 
     def for_live(self, samples: np.ndarray, fps: float, frames: np.ndarray) -> np.ndarray:
         """Network inputs (n, C, FEATURE_STEPS) of video frames `frames` as live mode sees them, each
         from its own window of `samples` (the stream from its start)."""
         starts = live_window_start(frames, fps)
-        inputs = [frame_inputs(self.encode(np.stack([cut(samples, int(s)) for s in starts[i:i + self.BATCH]])),
-                               starts[i:i + self.BATCH], frames[i:i + self.BATCH], fps)
-                  for i in range(0, len(frames), self.BATCH)]
+        inputs = []
+        for i in range(0, len(frames), self.BATCH):
+            chunk = starts[i:i + self.BATCH]
+            features = self.encode(np.stack([cut(samples, int(s)) for s in chunk]))
+            inputs.append(frame_inputs(features, chunk, np.arange(len(chunk)), frames[i:i + self.BATCH], fps))
         return np.concatenate(inputs) if inputs else np.zeros((0, 0, FEATURE_STEPS), np.float32)
