@@ -37,6 +37,8 @@ from .live.speech_queue import SpeechQueue
 from .live.loop import LiveOptions, LiveReport, live_driver, run_live, with_avatar_networks
 from .provenance import watermark
 from .provenance.content_credentials import SigningKey
+from .say import say_to_file
+from .tts import Speaker, TtsOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ class LipSync:
     def __init__(self, device: str | None = None, *, generator: str | Path | None = None,
                  renderer: str = "learned", amplitude: float = 1.0, models: str | Path = "exported",
                  threads: int | None = None, batch: int | None = None, label: bool = True,
-                 signing_key: SigningKey | None = None, on_note: Callable[[str], None] | None = None):
+                 signing_key: SigningKey | None = None, on_note: Callable[[str], None] | None = None,
+                 tts: TtsOptions | None = None):
         if renderer not in RENDERERS:
             raise EdgeRetalkError(f"unknown renderer {renderer!r}; choose from {', '.join(RENDERERS)}")
         if generator is not None:
@@ -65,6 +68,8 @@ class LipSync:
         self.render = RenderOptions(amplitude, renderer)
         self.label = label
         self.signing_key = signing_key
+        self.speaker = Speaker(tts or TtsOptions(threads=self.settings.threads))
+        """The text-to-speech voices of `say`, each loaded on first use."""
 
     def options(self, **overrides) -> RunOptions:
         """The file-mode options this object stands for, with `overrides` (e.g. crf, preset)."""
@@ -78,6 +83,15 @@ class LipSync:
         options = self.options(crf=crf, preset=preset, watermark=watermark,
                                photo_fps=Fraction(photo_fps).limit_denominator(1001))
         return lipsync(face, audio, output, options, on_progress)
+
+    def say(self, avatar: str | Path, text: str, output: str | Path, *, voice: str | None = None, crf: int = 18,
+            preset: str = DEFAULT_PRESET, photo_fps: float = 25.0, watermark: bool = False,
+            on_progress: ProgressCallback | None = None) -> RunReport:
+        """`avatar` (a photo, video or avatar bundle) saying `text` in `voice` (see `edge_retalk.tts`),
+        written to `output` (.mp4); where the voice times its phones, they steer the mouth."""
+        options = self.options(crf=crf, preset=preset, watermark=watermark,
+                               photo_fps=Fraction(photo_fps).limit_denominator(1001))
+        return say_to_file(self.speaker, Path(avatar), text, Path(output), options, voice, on_progress)[0]
 
     def frames(self, face: str | Path | np.ndarray, audio: str | Path | np.ndarray, *, sample_rate: int = 16000,
                photo_fps: float = 25.0) -> Iterator[np.ndarray]:

@@ -8,15 +8,17 @@ import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .audio.features import SAMPLE_RATE
+from .audio.visemes import Phone
 from .provenance.content_credentials import SigningKey
 from .errors import EdgeRetalkError
 from .generators.painted import RenderOptions
 from .generators import open_generator, tracking_interval_of
+from .generators.learned import LearnedGenerator
 from .provenance.labels import SyntheticLabel, draw_watermark
 from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
 from .devices.profiles import DEFAULT_BATCH
@@ -97,7 +99,7 @@ class SyncedFrames:
     ends with an error if no frame had one. Decoding and tracking start at once, in a thread,
     while the generator loads; iterate it, or `close()` it."""
 
-    def __init__(self, info: FaceInfo, samples: np.ndarray, options: RunOptions):
+    def __init__(self, info: FaceInfo, samples: np.ndarray, options: RunOptions, phones: Sequence[Phone] = ()):
         self.info = info
         self.options = options
         self.n_frames = max(1, round(samples.size / SAMPLE_RATE * float(info.fps)))
@@ -109,7 +111,13 @@ class SyncedFrames:
             self.generator = open_generator(options.generator, options.render, options.threads, options.provider,
                                             options.provider_options)
             with stage("audio"):
-                self.generator.prepare(samples, float(info.fps), self.n_frames)
+                if phones and isinstance(self.generator, LearnedGenerator):
+                    self.generator.prepare(samples, float(info.fps), self.n_frames, phones)
+                else:
+                    if phones:
+                        log.warning("phone timing steers the learned generator only; %s follows the audio alone",
+                                    self.generator.name)
+                    self.generator.prepare(samples, float(info.fps), self.n_frames)
         except BaseException:
             self.close()
             raise
@@ -159,8 +167,9 @@ def face_info(face: Path | np.ndarray, photo_fps: Fraction = PHOTO_FPS) -> FaceI
 
 
 def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: RunOptions | None = None,
-            on_progress: ProgressCallback | None = None) -> RunReport:
-    """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio)."""
+            on_progress: ProgressCallback | None = None, phones: Sequence[Phone] = ()) -> RunReport:
+    """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio);
+    timed `phones` of the speech, where known, steer the mouth to their shapes."""
     face, audio, output = Path(face), Path(audio), Path(output)
     options = options or RunOptions()
     started = time.perf_counter()
@@ -168,7 +177,7 @@ def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: Ru
     check_readable(audio)
     check_output(output, face, audio)
     info = face_info(face, options.photo_fps)
-    frames = SyncedFrames(info, load_audio(audio), options)
+    frames = SyncedFrames(info, load_audio(audio), options, phones)
     try:
         label = SyntheticLabel(frames.generator.name, options.signing_key) if options.label else None
         with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,

@@ -1,6 +1,6 @@
 """The `edge-retalk` command: thin click commands that map flags to the Python API (`LipSync`,
 `prepare_avatar`, ...) and print what it reports. One module per group of commands: `files`
-(run, demo, prepare, enroll, export), `live`, `machine` (bench, devices), `quality` (eval, inspect)."""
+(run, demo, prepare, enroll, export), `text` (say), `live`, `machine` (bench, devices), `quality` (eval, inspect)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .files import demo, enroll, export, prepare, run
 from .live import live
 from .machine import bench, devices
 from .quality import evaluate, inspect
+from .text import say_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, verbose: bool, device: str | None) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (run, export, bench, devices, inspect, evaluate, prepare, enroll, live, demo):
+for command in (run, say_command, export, bench, devices, inspect, evaluate, prepare, enroll, live, demo):
     cli.add_command(command)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -42,6 +43,7 @@ from ..audio.mouth_opening import silence_mask, smooth_latest, smooth_track
 from ..audio.speech_encoder import WINDOW_SAMPLES, SpeechEncoder, live_window_start
 from ..audio.speech_encoder import samples_needed as speech_samples_needed
 from ..audio.streaming import Reader, RunningSpectrum, frame_mel
+from ..audio.visemes import Phone, steer
 from .render_inputs import ROWS, blend_output, crop_of, network_input, repaint_mask, shape_raster
 
 SHAPE_MODEL = "lip_shape.fp32.tflite"
@@ -255,9 +257,12 @@ class LearnedGenerator:
         """This generator fed from a live stream, frame by frame, as the speech arrives."""
         return LearnedLive(self, fps)
 
-    def prepare(self, samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-        """Compute the lip-shape motion for every output frame; returns it (frames, K)."""
+    def prepare(self, samples: np.ndarray, fps: float, n_frames: int, phones: Sequence[Phone] = ()) -> np.ndarray:
+        """Compute the lip-shape motion for every output frame; returns it (frames, K). Timed
+        `phones`, where the words are known, steer it to their mouth shapes (`visemes.py`)."""
         self._motion = self.shapes.motion(*self.shapes.for_speech(samples, fps, n_frames), self.options.amplitude)
+        if phones:
+            self._motion = steer(self._motion, phones, fps, self.shapes.space)
         return self._motion
 
     def set_reference(self, frame: np.ndarray, points: np.ndarray) -> None:
