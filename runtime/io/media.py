@@ -27,6 +27,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 PHOTO_FPS = Fraction(25)
 MAX_SIDE = 4096
 MAX_CLAIMED_AUDIO_SECONDS = 2 * 3600
+AUDIO_RATES = (4000, 192000)
 MAX_PIXELS = MAX_SIDE * MAX_SIDE
 
 
@@ -145,31 +146,49 @@ def _audio_seconds(path: Path) -> float:
         return max(0.0, (container.duration or 0) / av.time_base)
 
 
+class AudioTooLong(EdgeRetalkError):
+    """More audio than the caller's limit (a live kiosk's queue); decoding stopped there."""
+
+
+def _check_audio_rate(path: Path, rate: int) -> None:
+    """A header's sample rate outside what speech uses is refused: resampling a 64 kB WAV that
+    claims 1 Hz to 16 kHz would make 8 GB of samples."""
+    if not AUDIO_RATES[0] <= rate <= AUDIO_RATES[1]:
+        raise EdgeRetalkError(f"{path}: audio sample rate {rate} Hz is outside {AUDIO_RATES[0]}..{AUDIO_RATES[1]}")
+
+
 def iter_audio_frames(path: Path, rate: int, layout: str, fmt: str) -> Iterator[av.AudioFrame]:
     with open_container(path) as container:
         if not container.streams.audio:
             raise EdgeRetalkError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
+        _check_audio_rate(path, stream.codec_context.sample_rate)
         resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
         try:
             for frame in container.decode(stream):
+                _check_audio_rate(path, frame.sample_rate)
                 yield from resampler.resample(frame)
         except av.error.FFmpegError as exc:
             log.warning("%s: audio decoding stopped early (%s)", path, exc)
         yield from resampler.resample(None)
 
 
-def load_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`.
+def load_audio(path: Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Decode any audio (or a video's audio track) to mono float32 PCM at `sample_rate`; beyond
+    `max_seconds` decoded, `AudioTooLong` (the header's claim is never what is checked).
 
     Samples go into one buffer sized from the container's duration (grown if that was short),
     so an hour of speech takes its 230 MB once, not twice. A header's claim is believed up to
-    `MAX_CLAIMED_AUDIO_SECONDS` only: pages of the buffer that are never written cost nothing."""
-    claimed = min(_audio_seconds(path), MAX_CLAIMED_AUDIO_SECONDS)
+    `MAX_CLAIMED_AUDIO_SECONDS` (or `max_seconds`) only: pages of the buffer that are never
+    written cost nothing."""
+    claimed = min(_audio_seconds(path), MAX_CLAIMED_AUDIO_SECONDS, max_seconds or MAX_CLAIMED_AUDIO_SECONDS)
     buffer = np.empty(int(claimed * sample_rate * 1.01) + sample_rate, np.float32)
     count = 0
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
     for frame in iter_audio_frames(path, sample_rate, "mono", "flt"):
         chunk = frame.to_ndarray().reshape(-1)
+        if limit is not None and count + chunk.size > limit:
+            raise AudioTooLong(f"{path}: speech longer than {max_seconds:g} s")
         if count + chunk.size > buffer.size:
             buffer = np.resize(buffer, max(count + chunk.size, int(buffer.size * 1.5)))
         buffer[count:count + chunk.size] = chunk

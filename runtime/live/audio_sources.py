@@ -22,7 +22,7 @@ import numpy as np
 
 from ..audio.features import SAMPLE_RATE
 from ..errors import EdgeRetalkError
-from .speech_queue import CHUNK_SECONDS, SpeechQueue
+from .speech_queue import CHUNK_SECONDS, MAX_QUEUED_SECONDS, SpeechQueue
 from .timeline import AudioTimeline
 from ..io.media import check_readable, load_audio
 
@@ -215,16 +215,17 @@ class TcpSource(ThreadedSource):
         self._server.close()
 
 
-def open_audio_source(spec: str, sample_rate: int | None = None, device: str | None = None):
-    """The source named by `spec`: mic, api (the live page's HTTP API), stdin (or -),
-    tcp://HOST:PORT, or a speech file.
+def open_audio_source(spec: str, sample_rate: int | None = None, device: str | None = None,
+                      max_queued_seconds: float = MAX_QUEUED_SECONDS):
+    """The source named by `spec`: mic, api (the live page's HTTP API, queueing at most
+    `max_queued_seconds`), stdin (or -), tcp://HOST:PORT, or a speech file.
     `sample_rate` is that of raw PCM (16 kHz unless said) or the microphone's (its default)."""
     if spec == "mic":
         from .microphone import MicSource  # the microphone needs the optional `live` extra
 
         return MicSource(device, sample_rate)
     if spec == "api":
-        return SpeechQueue()
+        return SpeechQueue(max_queued_seconds)
     sample_rate = sample_rate or SAMPLE_RATE
     if spec in ("stdin", "-"):
         return StreamSource(sample_rate)

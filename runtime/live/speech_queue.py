@@ -11,9 +11,15 @@ import numpy as np
 
 from ..audio.features import SAMPLE_RATE
 from ..errors import EdgeRetalkError
+from ..io.media import AudioTooLong
 from .timeline import AudioTimeline
 
 CHUNK_SECONDS = 0.02
+MAX_QUEUED_SECONDS = 600.0
+
+
+class QueueFull(EdgeRetalkError):
+    """The speech would take the queue past its limit; the client may send it again later."""
 
 
 @dataclass
@@ -50,13 +56,16 @@ class SpeechQueue:
     another at real-time pace in 20 ms chunks, like `PacedFileSource`; `interrupt` drops the one
     playing and those waiting. A streamed utterance plays as its samples come; if they come slower
     than real time, the avatar waits for them (the live loop fills the gap with silence). Runs
-    until the live run is stopped."""
+    until the live run is stopped. At most `max_seconds` of speech wait, counting what is being
+    added: each queued second holds 64 kB."""
 
     name = "the HTTP API (POST /speech, WebSocket /pcm)"
     continuous = False
-    MAX_QUEUED_SECONDS = 600
 
-    def __init__(self) -> None:
+    def __init__(self, max_seconds: float = MAX_QUEUED_SECONDS) -> None:
+        if not max_seconds > 0:
+            raise EdgeRetalkError(f"the speech queue's limit must be a positive number of seconds, not {max_seconds}")
+        self.max_seconds = max_seconds
         self._lock = threading.Lock()
         self._waiting: deque[Utterance] = deque()
         self._playing: Utterance | None = None
@@ -68,28 +77,36 @@ class SpeechQueue:
     def start(self, timeline: AudioTimeline) -> None:
         self._timeline = timeline
 
-    def open(self, interrupt: bool = False) -> Utterance:
-        """A new utterance at the end of the queue (alone in it with `interrupt`)."""
+    def _make_room(self, samples: int, queued: float) -> None:
+        """Refuse `samples` more if, with the `queued` seconds, they would pass the limit."""
+        if samples > self.max_seconds * SAMPLE_RATE:
+            raise AudioTooLong(f"speech longer than the queue's limit of {self.max_seconds:g} s")
+        if queued + samples / SAMPLE_RATE > self.max_seconds:
+            raise QueueFull(f"the speech queue holds {queued:.1f} s; with {samples / SAMPLE_RATE:.1f} s more "
+                            f"it would pass its limit of {self.max_seconds:g} s")
+
+    def open(self, interrupt: bool = False, samples: np.ndarray | None = None) -> Utterance:
+        """A new utterance at the end of the queue (alone in it with `interrupt`), holding `samples`
+        (closed) when given."""
         with self._lock:
+            self._make_room(0 if samples is None else samples.size, 0.0 if interrupt else self.queued_seconds())
             if interrupt:
                 self._drop_all()
-            if self.queued_seconds() > self.MAX_QUEUED_SECONDS:
-                raise EdgeRetalkError(f"more than {self.MAX_QUEUED_SECONDS} s of speech already queued")
             self._next_id += 1
             utterance = Utterance(self._next_id)
+            if samples is not None:
+                utterance.append(samples)
+                utterance.closed = True
             self._waiting.append(utterance)
             return utterance
 
     def add(self, samples: np.ndarray, interrupt: bool = False) -> Utterance:
         """Queue a whole utterance."""
-        utterance = self.open(interrupt)
-        with self._lock:
-            utterance.append(np.asarray(samples, np.float32))
-            utterance.closed = True
-        return utterance
+        return self.open(interrupt, np.asarray(samples, np.float32))
 
     def extend(self, utterance: Utterance, samples: np.ndarray) -> None:
         with self._lock:
+            self._make_room(samples.size, self.queued_seconds())
             utterance.append(np.asarray(samples, np.float32))
 
     def close_utterance(self, utterance: Utterance) -> None:

@@ -61,7 +61,10 @@ class AudioTimeline:
             return
         arrival = self.clock.now() if arrival is None else arrival
         with self.condition:
-            self.condition.wait_for(lambda: self.end - self._played < MAX_QUEUE_SECONDS * SAMPLE_RATE)
+            # a source faster than real time (stdin, TCP, a capture device) waits here while more
+            # than MAX_QUEUE_SECONDS, counting these samples, would be queued ahead of the frames
+            self.condition.wait_for(lambda: self.end - self._played + samples.size <= MAX_QUEUE_SECONDS * SAMPLE_RATE
+                                    or self.end <= self._played)
             if 0 < self.end - self.received_end < LATE_WINDOW_SECONDS * SAMPLE_RATE and self.received_end:
                 self.gaps_in_speech += 1
             self._append(samples, arrival)
