@@ -244,22 +244,21 @@ def test_the_learned_renderer_keeps_the_face_own_lips_sharp_and_moving(data, tmp
     assert found["learned"][1] > 0.004, ("the mouth moves with the speech", found)
 
 
-def test_a_mouth_seen_open_lends_its_teeth_to_the_mouths_the_renderer_opens(data, monkeypatch):
-    """A face that shows its teeth (the astronaut's smile) keeps showing teeth when the speech opens
-    its mouth, where without them the mouth is a dark cavity (the network's painting, darkened);
-    a closed-mouth face lends nothing."""
+def test_a_mouth_seen_open_lends_its_teeth_and_a_face_that_never_opened_gets_drawn_ones(data, monkeypatch):
+    """A face that shows its teeth (the astronaut's smile) keeps showing them when the speech opens
+    its mouth; a face that never showed its mouth open (Einstein) gets drawn teeth and a dark cavity instead of the network's painting,
+    which is lip-coloured inside (no teeth, hardly any dark)."""
     from edge_retalk.face.landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
     from edge_retalk.generators import mouth_interior
 
-    image = cv2.imread(str(data / "portraits" / "photo_astronaut.png"))
-    tracker = FaceTracker(25.0, smooth=False)
-    points = tracker(image)
     speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
+    tracker = FaceTracker(25.0, smooth=False)
 
-    def open_mouth() -> tuple[float, float]:
+    def open_mouth(image: np.ndarray) -> tuple[float, float, LearnedGenerator]:
         """Of the generated widest mouth (inside the inner lips, as the face mesh sees them): the
-        share that is bright and nearly colourless, as teeth are, and its detail (Laplacian
-        variance: the edges between teeth and lips)."""
+        share that is brighter than the face and nearly colourless, as teeth are, and the share
+        that is dark."""
+        points = tracker(image)
         generator = LearnedGenerator()
         motion = generator.prepare(speech, 25.0, 75)
         generator.set_reference(image, points)
@@ -269,18 +268,18 @@ def test_a_mouth_seen_open_lends_its_teeth_to_the_mouths_the_renderer_opens(data
         mouth = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(mouth, [np.round(inner).astype(np.int32)], 1)
         hsv = cv2.cvtColor(output, cv2.COLOR_BGR2HSV)
-        teeth = (hsv[..., 2] > 150) & (hsv[..., 1] < 70)
-        detail = cv2.Laplacian(cv2.cvtColor(output, cv2.COLOR_BGR2GRAY), cv2.CV_32F)
-        return float(teeth[mouth > 0].mean()), float(detail[mouth > 0].var())
+        face = np.median(hsv[..., 2][mouth == 0])
+        teeth = (hsv[..., 2] > 1.1 * face) & (hsv[..., 1] < 70)
+        dark = hsv[..., 2] < 0.35 * face
+        return float(teeth[mouth > 0].mean()), float(dark[mouth > 0].mean()), generator
 
-    teeth, detail = open_mouth()
-    monkeypatch.setattr(mouth_interior.MouthInterior, "of", classmethod(lambda cls, *args: None))
-    teeth_without, detail_without = open_mouth()
-    assert teeth > 0.1 and teeth_without < 0.05 and detail > 1.5 * detail_without, \
-        (teeth, detail, teeth_without, detail_without)
-
-    monkeypatch.undo()
-    closed = cv2.imread(str(data / "portraits" / "photo_einstein.png"))
-    generator = LearnedGenerator()
-    generator.render(closed, tracker(closed), np.zeros(generator.shapes.space.components))
+    teeth, _, generator = open_mouth(cv2.imread(str(data / "portraits" / "photo_astronaut.png")))
+    assert teeth > 0.1 and generator.renderer.interior.opening > 0, teeth
+    einstein = cv2.imread(str(data / "portraits" / "photo_einstein.png"))
+    drawn_teeth, drawn_dark, generator = open_mouth(einstein)
+    assert generator.renderer.interior.opening == 0
+    monkeypatch.setattr(mouth_interior.MouthInterior, "drawn", classmethod(lambda cls, *args: None))
+    painted_teeth, painted_dark, generator = open_mouth(einstein)
     assert generator.renderer.interior is None
+    assert drawn_teeth > 0.05 > painted_teeth and drawn_dark > painted_dark + 0.05, \
+        (drawn_teeth, drawn_dark, painted_teeth, painted_dark)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,6 +13,8 @@ from ..generators.painted import RENDERERS, RenderOptions
 from ..live.microphone import list_audio_devices as audio_devices
 from ..live.loop import LiveOptions
 from ..live.session import LiveSetup, run_session
+from ..tts import TtsOptions
+from .text import TTS_COMMAND_HELP
 from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, device_of, say,
                      signing_key)
 
@@ -41,6 +44,8 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("--serve-token", default=None, envvar="EDGE_RETALK_SERVE_TOKEN",
               help="Require ?token=TOKEN (or Authorization: Bearer TOKEN) on every path of the server "
                    "(also from EDGE_RETALK_SERVE_TOKEN).")
+@click.option("--voice", default="auto", show_default=True, help="Default voice of POST /say: auto, joe, espeak or command.")
+@click.option("--tts-command", help=TTS_COMMAND_HELP)
 @click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
 @click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
 @click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")
@@ -66,7 +71,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
          record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
          threads: int | None, amplitude: float, renderer: str, no_label: bool, sign_cert: Path | None,
-         sign_key: Path | None, watermark: bool) -> None:
+         sign_key: Path | None, watermark: bool, voice: str, tts_command: str | None) -> None:
     """Animate the --avatar bundle with speech as it arrives, in real time (see it at --serve)."""
     if list_audio_devices:
         for index, name, channels, rate in audio_devices():
@@ -82,6 +87,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
                       serve_token, window, record, not no_label,
                       signing_key(no_label, sign_cert, sign_key, writes_video=record is not None), options)
+    setup = replace(setup, tts=TtsOptions(voice, tts_command, settings.threads))
     report, load_seconds = run_session(setup, on_ready=say,
                                        on_stats=lambda r: click.echo(f"stats: {r.line()}", err=True))
     if stats:

@@ -58,10 +58,6 @@ less than it is asked; so it is scaled by 1.5. At 2 the independent judge measur
 opening's spread at 1.24 (39 clips, photo protocol) to 1.44 (13 clips, dub) times the real one's.
 Personal (enrolled) networks are fitted to their person and keep 1."""
 INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
-CAVITY_DARKENING = 0.7
-"""A face that never showed its mouth open has no teeth to lend, and the network paints the gap
-between the lips in lip colour, so small and middle openings looked closed (the face mesh read
-them as shut) and wide ones as a pink oval: the gap is darkened to a cavity of the painting's hue."""
 
 
 PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
@@ -165,6 +161,8 @@ class LearnedRenderer:
             image, to_crop = self.crop_of(frame, points)
             own = canonical_shape(points, self.template)
             seen = MouthInterior.of(image, own, self.crop)
+            if seen is None and self.interior is None:
+                seen = MouthInterior.drawn(image, own, self.crop)
             self.interior = seen if self.interior is None else self.interior.better(seen)
             x = network_input(image, repaint_mask([shape, own], self.crop), reference, shape_raster(shape, self.crop))
             prepared.append((position, region, to_crop, image, x))
@@ -199,8 +197,6 @@ class LearnedRenderer:
         painted, _ = self._painting(shape, image, x, output, to_crop, region)
         inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
         target_inside = polygon_mask(warped.shape[:2], inner, blur)
-        if self.interior is None:
-            painted = painted * (1 - CAVITY_DARKENING * target_inside[..., None])
         mouth = np.maximum(target_inside, own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)
         return paste(frame, patch, region)

@@ -8,6 +8,7 @@ and apps.
     POST /speech      queue an utterance: an audio file, or raw PCM (audio/L16;rate=N or ?rate=N);
                       ?interrupt=1 stops what is playing first
     GET  /pcm         WebSocket: binary messages of raw PCM (?rate=N) form one utterance, until closed
+    POST /say         text spoken by a local voice, queued like /speech (`say_route.py`)
     POST /stop        stop the utterance playing and drop the queue
     GET  /status      JSON: speaking or idle, queue, frames, dropped frames, latency
 
@@ -36,6 +37,7 @@ from aiohttp import WSMsgType, web
 
 from ..audio.features import SAMPLE_RATE
 from .audio_sources import PcmDecoder
+from .say_route import SayService, post_say
 from .speech_queue import SpeechQueue
 from ..errors import EdgeRetalkError
 from ..io.media import load_audio
@@ -66,7 +68,9 @@ class AvatarServer:
     for it. `status` gives the live run's figures for GET /status."""
 
     def __init__(self, host: str, port: int, token: str | None = None, fps: float = 25.0,
-                 speech: SpeechQueue | None = None, status: Callable[[], dict] | None = None):
+                 speech: SpeechQueue | None = None, status: Callable[[], dict] | None = None,
+                 say: SayService | None = None):
+        self._say = say
         self._token, self._fps, self._speech, self._status = token, fps, speech, status or dict
         self._loop = asyncio.new_event_loop()
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="jpeg")
@@ -90,7 +94,7 @@ class AvatarServer:
                         web.get("/av", self._av_socket), web.get("/stream.mjpg", self._mjpeg),
                         web.get("/frame.jpg", self._frame), web.post("/speech", self._post_speech),
                         web.get("/pcm", self._pcm_socket), web.post("/stop", self._stop),
-                        web.get("/status", self._get_status)])
+                        web.get("/status", self._get_status), web.post("/say", self._post_say)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                keepalive_timeout=CLIENT_TIMEOUT_SECONDS)
         await runner.setup()
@@ -241,6 +245,9 @@ class AvatarServer:
         finally:
             queue.close_utterance(utterance)
         return socket
+
+    async def _post_say(self, request: web.Request) -> web.Response:
+        return await post_say(request, self._say if self._speech is not None else None, _flag(request, "interrupt"))
 
     async def _stop(self, request: web.Request) -> web.Response:
         return web.json_response({"stopped": self._queue().interrupt()})

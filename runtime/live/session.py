@@ -18,6 +18,7 @@ from .speech_queue import SpeechQueue
 from ..avatar import Avatar
 from ..provenance.content_credentials import SigningKey
 from ..errors import EdgeRetalkError
+from ..tts import Speaker, TtsOptions
 from ..provenance.labels import SyntheticLabel
 from .loop import LiveOptions, LiveReport, live_driver, require_frames, run_live, with_avatar_networks
 from .outputs import Recorder, Window
@@ -40,6 +41,8 @@ class LiveSetup:
     label: bool = True
     signing_key: SigningKey | None = None
     options: LiveOptions = field(default_factory=LiveOptions)
+    tts: TtsOptions = field(default_factory=TtsOptions)
+    """The voices of POST /say (named ones only: no voice file is taken from a request)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -96,16 +99,21 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
         raise EdgeRetalkError("--audio-source api takes speech through the web server; drop --no-serve")
     outputs = []
     report = LiveReport()
+    said = None
     recorder: Recorder | None = None
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     try:
         if setup.serve is not None:
             from .server import AvatarServer  # aiohttp: imported only when serving, not by every command
+            from .say_route import SayService
+
+            if isinstance(source, SpeechQueue):
+                said = SayService(Speaker(setup.tts, allow_files=False), source)
 
             server = AvatarServer(*setup.serve, setup.serve_token, float(avatar.fps),
                                   source if isinstance(source, SpeechQueue) else None,
-                                  lambda: status(report, source.name))
+                                  lambda: status(report, source.name), said)
             outputs.append(server)
             if on_ready is not None:
                 on_ready(f"avatar page: {server.url}")
@@ -135,6 +143,8 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
         raise
     finally:
         restore()
+        if said is not None:
+            said.close()
         source.close()
         for output in outputs:
             output.close()
