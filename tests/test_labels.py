@@ -142,3 +142,23 @@ def test_inspect_refuses_a_non_media_file(tmp_path):
     result = run_cli("inspect", fake)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {fake}: not a readable media file"]
+
+
+def test_a_forged_metadata_tag_alone_reads_as_an_unverified_claim(data, tmp_path):
+    """A real clip remuxed with only edge-retalk's comment tag written in: nothing that cannot be
+    forged says it is generated, so `inspect` does not say yes."""
+    import av
+
+    forged = tmp_path / "forged.mp4"
+    with av.open(str(data / "clips" / "lrs2_00006.mp4")) as source, av.open(str(forged), "w") as out:
+        out.metadata["comment"] = "synthetic: lip-synced by edge-retalk 0.1.0 (generator learned)"
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams if s.type in ("video", "audio")}
+        for packet in source.demux(*source.streams):
+            if packet.dts is not None and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    result = run_cli("inspect", forged)
+    assert result.returncode == 0
+    assert result.stdout.startswith("synthetic: claims to be synthetic (unverified"), result.stdout
+    found = json.loads(run_cli("inspect", forged, "--json").stdout)
+    assert found["labelled"] and not found["synthetic"]

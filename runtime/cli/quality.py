@@ -29,8 +29,11 @@ def inspect(file: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found.as_dict()))
         return
-    if found.labelled:
+    if found.labelled and found.synthetic:
         click.echo(f"synthetic: yes (edge-retalk {found.version}, generator {found.generator})")
+    elif found.labelled:
+        click.echo(f"synthetic: claims to be synthetic (unverified: only its metadata tag names edge-retalk "
+                   f"{found.version}; no valid Content Credentials, no watermark)")
     elif found.synthetic:
         click.echo("synthetic: yes (its metadata tag is gone; the marks below remain)")
     else:

@@ -65,10 +65,13 @@ class Inspection:
 
     @property
     def synthetic(self) -> bool:
-        """Any of the three marks says edge-retalk made it."""
+        """A mark that cannot be forged by editing metadata says it is generated: valid Content
+        Credentials naming trained algorithmic media, or the watermark. The tag alone is a claim
+        anyone can write (`ffmpeg -metadata comment=...`)."""
         source_type = TRAINED_ALGORITHMIC_MEDIA.rsplit("/", 1)[-1]
-        generated = any(source_type in action for action in self.credentials.actions)
-        return self.labelled or generated or bool(self.watermark and self.watermark.present)
+        generated = self.credentials.state == "valid" and any(source_type in action
+                                                               for action in self.credentials.actions)
+        return generated or bool(self.watermark and self.watermark.present)
 
     def as_dict(self) -> dict:
         return {"file": str(self.path), "synthetic": self.synthetic, "labelled": self.labelled,
