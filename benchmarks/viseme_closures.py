@@ -17,51 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_retalk.audio.lip_shape import canonical_shape, shape_opening
-from edge_retalk.audio.visemes import mouth_width, viseme_of
 from edge_retalk.file_mode import RunOptions, lipsync
-from edge_retalk.generators.learned import SHAPE_MODEL
-from edge_retalk.engines.manifest import load_manifest
-from edge_retalk.face.tracker import FaceDetector, FaceMesh, roi_from_detection, roi_from_landmarks
-from edge_retalk.io.media import iter_video_frames, probe_face
-from edge_retalk.models import model_path
+from edge_retalk.io.media import probe_face
+from edge_retalk.quality.lip_reading import CLOSED_WITHIN, at_phones, lip_measures
 from edge_retalk.say import write_wav
 from edge_retalk.tts import Speaker, Speech
 
 SENTENCES = ("Mama and papa bought a map of the bay.", "Bob put the maple box back by the pump.",
              "Five brave women moved over the warm water.", "Please bring my blue boots, Pam.")
-CLOSED_WITHIN = 0.01
-"""Lips count as closed when their inner gap is within this many inter-ocular distances of the
-face's closed mouth as drawn (its gap through a second of silence: the mesh reads a closed mouth
-as 0.02-0.04, not 0)."""
-
-
-def openings(video: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-lip gap and mouth width (canonical units) of every frame of `video`, each frame found
-    on its own (the tracker's smoothing would lag behind a one-frame closure, and its crop follows
-    the previous frame's mouth, which moves the mesh's reading by about 0.01)."""
-    detector, mesh = FaceDetector(), FaceMesh()
-    template = np.asarray(load_manifest(model_path(SHAPE_MODEL))[0].metadata["template"])
-    gaps, widths = [], []
-    for frame in iter_video_frames(video):
-        faces = detector.detect(frame)
-        points = mesh.landmarks(frame, roi_from_landmarks(mesh.landmarks(frame, roi_from_detection(faces[0]))[0]))[0] \
-            if faces else None
-        shape = canonical_shape(points, template) if points is not None else None
-        gaps.append(np.nan if shape is None else shape_opening(shape))
-        widths.append(np.nan if shape is None else mouth_width(shape))
-    return np.array(gaps), np.array(widths)
-
-
-def at_phones(values: np.ndarray, phones, fps: float) -> dict[str, list[float]]:
-    found: dict[str, list[float]] = {}
-    for phone in phones:
-        viseme = viseme_of(phone.symbol)
-        frame = int((phone.start + phone.end) / 2 * fps)
-        if viseme is not None and frame < len(values):
-            found.setdefault(viseme, []).append(float(values[frame]))
-    return found
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,11 +43,11 @@ def main() -> None:
         write_wav(silence, Speech(np.zeros(speech.sample_rate, np.float32), speech.sample_rate, None))
         for face in args.face:
             lipsync(face, silence, Path(folder) / "closed.mp4", RunOptions(label=False))
-            closed_gap = float(np.nanmedian(openings(Path(folder) / "closed.mp4")[0]))
+            closed_gap = float(np.nanmedian(lip_measures(Path(folder) / "closed.mp4")[0]))
             for label, phones in (("audio alone", ()), ("phones + audio", speech.phones)):
                 out = Path(folder) / f"{face.stem}_{len(phones)}.mp4"
                 lipsync(face, wav, out, RunOptions(label=False), phones=phones)
-                gaps, widths = openings(out)
+                gaps, widths = lip_measures(out)
                 fps = float(probe_face(out).fps)
                 gap, width = at_phones(gaps, speech.phones, fps), at_phones(widths, speech.phones, fps)
                 closed = np.array(gap["closed"])
