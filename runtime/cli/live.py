@@ -44,6 +44,8 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("--serve-token", default=None, envvar="EDGE_RETALK_SERVE_TOKEN",
               help="Require ?token=TOKEN (or Authorization: Bearer TOKEN) on every path of the server "
                    "(also from EDGE_RETALK_SERVE_TOKEN).")
+@click.option("--max-queued-seconds", type=click.FloatRange(1.0, 3600.0), default=600.0, show_default=True,
+              help="Speech that may wait in the control API's queue (64 kB a second); more is answered 413 or 429.")
 @click.option("--voice", default="auto", show_default=True, help="Default voice of POST /say: auto, joe, espeak or command.")
 @click.option("--tts-command", help=TTS_COMMAND_HELP)
 @click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
@@ -67,7 +69,8 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("--watermark", is_flag=True, help="Show a small visible 'AI-generated' label.")
 @click.pass_context
 def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
-         list_audio_devices: bool, serve: str, no_serve: bool, serve_token: str | None, window: bool | None,
+         list_audio_devices: bool, serve: str, no_serve: bool, serve_token: str | None, max_queued_seconds: float,
+         window: bool | None,
          record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
          threads: int | None, amplitude: float, renderer: str, no_label: bool, sign_cert: Path | None,
@@ -86,7 +89,8 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
                           provider_options=settings.provider_options)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
                       serve_token, window, record, not no_label,
-                      signing_key(no_label, sign_cert, sign_key, writes_video=record is not None), options)
+                      signing_key(no_label, sign_cert, sign_key, writes_video=record is not None), options,
+                      max_queued_seconds=max_queued_seconds)
     setup = replace(setup, tts=TtsOptions(voice, tts_command, settings.threads))
     report, load_seconds = run_session(setup, on_ready=say,
                                        on_stats=lambda r: click.echo(f"stats: {r.line()}", err=True))

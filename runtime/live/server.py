@@ -18,8 +18,10 @@ With a token, every path needs `?token=TOKEN` or `Authorization: Bearer TOKEN`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import math
 import struct
 import tempfile
@@ -29,24 +31,29 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import HttpVersion11, WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..audio.features import SAMPLE_RATE
 from .audio_sources import PcmDecoder
 from .say_route import SayService, post_say
-from .speech_queue import SpeechQueue
+from .speech_queue import QueueFull, SpeechQueue
 from ..errors import EdgeRetalkError
-from ..io.media import load_audio
+from ..io.media import AUDIO_RATES, AudioTooLong, load_audio
+
+log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 85
 BOUNDARY = "edge-retalk-frame"
 MAX_CLIENTS = 64
 CLIENT_TIMEOUT_SECONDS = 10.0  # a connection that sends no request for this long is closed
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+MAX_PCM_MESSAGE_BYTES = 1024 * 1024
+BODY_CHUNK_BYTES = 64 * 1024
 CLIENT_BACKLOG_FRAMES = 50
 HEADER = struct.Struct("<IfI")
 
@@ -75,6 +82,7 @@ class AvatarServer:
         self._loop = asyncio.new_event_loop()
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="jpeg")
         self._clients = 0
+        self._held = 0.0  # seconds of speech that uploads being decoded may take, counted against the queue's limit
         self._av: set[asyncio.Queue] = set()
         self._newest: tuple[int, np.ndarray | None, bytes | None] = (-1, None, None)
         self._changed = asyncio.Condition()
@@ -90,13 +98,17 @@ class AvatarServer:
 
     async def _start(self, host: str, port: int):
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[self._guard])
-        app.add_routes([web.get("/", self._index_page), web.get("/index.html", self._index_page),
-                        web.get("/av", self._av_socket), web.get("/stream.mjpg", self._mjpeg),
-                        web.get("/frame.jpg", self._frame), web.post("/speech", self._post_speech),
-                        web.get("/pcm", self._pcm_socket), web.post("/stop", self._stop),
-                        web.get("/status", self._get_status), web.post("/say", self._post_say)])
+        routes = [web.get("/", self._index_page), web.get("/index.html", self._index_page),
+                  web.get("/av", self._av_socket), web.get("/stream.mjpg", self._mjpeg),
+                  web.get("/frame.jpg", self._frame), web.post("/speech", self._post_speech),
+                  web.get("/pcm", self._pcm_socket), web.post("/stop", self._stop),
+                  web.get("/status", self._get_status), web.post("/say", self._post_say)]
+        # every other path and method here too, so that no request meets aiohttp's own Expect handler
+        routes.append(web.route("*", "/{path:.*}", _no_route(routes)))
+        app.add_routes([web.route(route.method, route.path, route.handler, expect_handler=_expect, **route.kwargs)
+                        for route in routes])
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                               keepalive_timeout=CLIENT_TIMEOUT_SECONDS)
+                               keepalive_timeout=CLIENT_TIMEOUT_SECONDS, logger=_ProtocolErrorsInOneLine(log))
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         return runner, runner.addresses[0][:2]
@@ -108,7 +120,11 @@ class AvatarServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
-        """The token check and the client limit, for every path."""
+        """Headers that are text, the token check and the client limit, for every path."""
+        if not all(value.isascii() or _is_utf8(value) for value in request.headers.values()):
+            # aiohttp quotes some headers in its own answers (a failed WebSocket handshake) and
+            # fails with 500 on bytes that are not UTF-8, kept as surrogates
+            raise web.HTTPBadRequest(text="a request header holds bytes that are not UTF-8\n")
         if self._token:
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), self._token.encode()):
@@ -213,21 +229,46 @@ class AvatarServer:
         return self._speech
 
     async def _post_speech(self, request: web.Request) -> web.Response:
+        """The body is read in chunks and decoded only as far as the queue has room: the queue and
+        every upload being decoded together hold at most the queue's limit, whatever a body or its
+        header claims."""
         queue = self._queue()
-        body = await request.read()
-        if not body:
-            raise web.HTTPBadRequest(text="no audio in the request body\n")
         rate = _pcm_rate(request)
+        interrupt = _flag(request, "interrupt")
         try:
-            samples = await self._loop.run_in_executor(None, _decode_speech, body, rate)
+            with tempfile.TemporaryDirectory(prefix=".speech-") as folder:
+                path = None if rate is not None else await _save_body(request, Path(folder) / "speech")
+                wanted = None if rate is None or request.content_length is None else request.content_length / 2 / rate
+                with self._room(queue, interrupt, wanted) as room:
+                    try:
+                        if rate is not None:
+                            samples = await _read_pcm(request, rate, room)
+                        else:
+                            samples = await self._loop.run_in_executor(None, _decode_file, path, room)
+                    except AudioTooLong as exc:
+                        if room < queue.max_seconds:
+                            raise QueueFull(f"the speech queue has room for {max(room, 0):.1f} s more "
+                                            f"(limit {queue.max_seconds:g} s)") from None
+                        raise web.HTTPRequestEntityTooLarge(room, 0, text=f"{exc}\n") from None
+                    utterance = queue.add(samples, interrupt)
+        except QueueFull as exc:
+            raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
         except EdgeRetalkError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
-        try:
-            utterance = queue.add(samples, interrupt=_flag(request, "interrupt"))
-        except EdgeRetalkError as exc:
-            raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
         return web.json_response({"id": utterance.id, "seconds": round(samples.size / SAMPLE_RATE, 3),
                                   **queue.state()}, status=202)
+
+    @contextlib.contextmanager
+    def _room(self, queue: SpeechQueue, interrupt: bool, wanted: float | None) -> Iterator[float]:
+        """Seconds an upload may decode: the queue's room less what uploads in flight hold. It holds
+        that much (at most `wanted`) until it is queued or refused."""
+        room = queue.max_seconds - (0.0 if interrupt else queue.queued_seconds()) - self._held
+        held = max(0.0, room if wanted is None else min(room, wanted))
+        self._held += held
+        try:
+            yield room
+        finally:
+            self._held -= held
 
     async def _pcm_socket(self, request: web.Request) -> web.WebSocketResponse:
         queue = self._queue()
@@ -235,13 +276,20 @@ class AvatarServer:
             decoder = PcmDecoder(_pcm_rate(request) or SAMPLE_RATE)
         except EdgeRetalkError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
-        socket = web.WebSocketResponse(heartbeat=10.0)
+        try:
+            utterance = queue.open(interrupt=_flag(request, "interrupt"))
+        except QueueFull as exc:
+            raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
+        socket = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_PCM_MESSAGE_BYTES)
         await socket.prepare(request)
-        utterance = queue.open(interrupt=_flag(request, "interrupt"))
         try:
             async for message in socket:
                 if message.type == WSMsgType.BINARY:
                     queue.extend(utterance, decoder.decode(message.data))
+        except QueueFull:
+            # a close reason has at most 123 bytes
+            await socket.close(code=WSCloseCode.MESSAGE_TOO_BIG,
+                               message=f"speech queue full ({queue.max_seconds:g} s)".encode())
         finally:
             queue.close_utterance(utterance)
         return socket
@@ -279,6 +327,39 @@ def _jpeg(frame: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+async def _expect(request: web.Request) -> None:
+    """The Expect header: aiohttp's own handler quotes an unknown one in its answer and fails
+    (500) on bytes that are not UTF-8."""
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood\n")
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # what is sent next is still the response's start
+
+
+def _no_route(routes: list[web.RouteDef]) -> Callable:
+    """404 for a path not served, 405 for a method a served path does not take."""
+    methods: dict[str, set[str]] = {}
+    for route in routes:
+        methods.setdefault(route.path, {"HEAD"} if route.method == "GET" else set()).add(route.method)
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path in methods:
+            raise web.HTTPMethodNotAllowed(request.method, methods[request.path],
+                                           text=f"{request.path} takes {' or '.join(sorted(methods[request.path]))}\n")
+        raise web.HTTPNotFound(text="no such path\n")
+
+    return answer
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "yes")
 
@@ -289,22 +370,71 @@ def _pcm_rate(request: web.Request) -> int | None:
     header = Message()
     header["Content-Type"] = request.headers.get("Content-Type", "")
     if header.get_content_type() == "audio/l16":
-        rate = rate or header.get_param("rate") or str(SAMPLE_RATE)
+        rate = rate or str(header.get_param("rate") or SAMPLE_RATE)
     if rate is None:
         return None
-    if not rate.isdigit():
-        raise web.HTTPBadRequest(text=f"rate {rate!r} is not a number of samples per second\n")
+    # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses
+    if not (rate.isascii() and rate.isdigit() and AUDIO_RATES[0] <= int(rate[:7]) <= AUDIO_RATES[1]):
+        raise web.HTTPBadRequest(text=f"rate {rate[:20]!r} is not a number of samples per second in "
+                                      f"{AUDIO_RATES[0]}..{AUDIO_RATES[1]}\n")
     return int(rate)
 
 
-def _decode_speech(body: bytes, rate: int | None) -> np.ndarray:
-    """16 kHz mono float32 from raw 16-bit PCM at `rate`, or from any audio file PyAV reads."""
-    if rate is not None:
-        return PcmDecoder(rate).decode(body)
-    with tempfile.TemporaryDirectory(prefix=".speech-") as folder:
-        path = Path(folder) / "speech"
-        path.write_bytes(body)
-        try:
-            return load_audio(path)
-        except EdgeRetalkError as exc:
-            raise EdgeRetalkError(str(exc).replace(f"{path}: ", "")) from None
+async def _body_chunks(request: web.Request, limit: int):
+    """The request body in chunks; 413 once it passes `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length,
+                                            text=f"the body is larger than {limit} bytes\n")
+    received = 0
+    async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
+        received += len(chunk)
+        if received > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, received, text=f"the body is larger than {limit} bytes\n")
+        yield chunk
+    if not received:
+        raise web.HTTPBadRequest(text="no audio in the request body\n")
+
+
+async def _read_pcm(request: web.Request, rate: int, seconds: float) -> np.ndarray:
+    """16 kHz mono float32 from a body of raw 16-bit PCM at `rate`, decoded as it arrives;
+    `AudioTooLong` past `seconds`."""
+    too_long = AudioTooLong(f"speech longer than the queue's limit of {seconds:g} s")
+    limit = int(max(seconds, 0) * rate) * 2
+    if request.content_length is not None and request.content_length > limit:
+        raise too_long
+    decoder = PcmDecoder(rate)
+    try:
+        parts = [decoder.decode(chunk) async for chunk in _body_chunks(request, limit)]
+    except web.HTTPRequestEntityTooLarge:
+        raise too_long from None
+    return np.concatenate(parts)
+
+
+async def _save_body(request: web.Request, path: Path) -> Path:
+    """The body of an audio file, written to `path` as it arrives (never held whole)."""
+    with open(path, "wb") as file:
+        async for chunk in _body_chunks(request, MAX_UPLOAD_BYTES):
+            file.write(chunk)
+    return path
+
+
+def _decode_file(path: Path, seconds: float) -> np.ndarray:
+    """16 kHz mono float32 from any audio file PyAV reads, at most `seconds` of it."""
+    if seconds <= 0:
+        raise AudioTooLong("no room")
+    try:
+        return load_audio(path, max_seconds=seconds)
+    except EdgeRetalkError as exc:
+        raise type(exc)(str(exc).replace(f"{path}: ", "")) from None
+
+
+class _ProtocolErrorsInOneLine(logging.LoggerAdapter):
+    """aiohttp's server log: a malformed request (bad HTTP, oversized headers) or a client gone
+    mid-request is the client's doing and is logged as one line; anything else keeps its traceback."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(error, (HttpProcessingError, ConnectionError)):
+            self.warning(msg + ": %s", *args, str(error).replace("\n", " ")[:200])
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)

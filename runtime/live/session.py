@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .audio_sources import open_audio_source
-from .speech_queue import SpeechQueue
+from .speech_queue import MAX_QUEUED_SECONDS, SpeechQueue
 from ..avatar import Avatar
 from ..provenance.content_credentials import SigningKey
 from ..errors import EdgeRetalkError
@@ -43,6 +43,7 @@ class LiveSetup:
     options: LiveOptions = field(default_factory=LiveOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
     """The voices of POST /say (named ones only: no voice file is taken from a request)."""
+    max_queued_seconds: float = MAX_QUEUED_SECONDS
 
 
 def is_loopback(host: str) -> bool:
@@ -94,7 +95,7 @@ def run_session(setup: LiveSetup, on_ready: Callable[[str], None] | None = None,
     options = setup.options
     options = with_avatar_networks(options, setup.avatar)
     driver = live_driver(options, float(avatar.fps))
-    source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device)
+    source = open_audio_source(setup.audio_source, setup.sample_rate, setup.audio_device, setup.max_queued_seconds)
     if isinstance(source, SpeechQueue) and setup.serve is None:
         raise EdgeRetalkError("--audio-source api takes speech through the web server; drop --no-serve")
     outputs = []

@@ -1,0 +1,284 @@
+"""The kiosk's web server against hostile clients: bodies built to blow up memory, parameters and
+headers that parse oddly, malformed HTTP, and a bounded random fuzz of every route. The server
+runs in a process of its own with the real speech queue, so its peak memory (VmHWM) can be read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from edge_retalk.audio.features import SAMPLE_RATE
+from edge_retalk.errors import EdgeRetalkError
+from edge_retalk.io.media import AudioTooLong, load_audio
+from edge_retalk.live.speech_queue import MAX_QUEUED_SECONDS, QueueFull, SpeechQueue
+from edge_retalk.models import model_path
+
+MEMORY_BUDGET_MB = 80  # the default queue's 600 s (38 MB of float32) and the decoder's working set
+
+KIOSK = """
+import logging, sys, time
+import cv2, numpy as np
+from edge_retalk.live.server import AvatarServer
+from edge_retalk.live.speech_queue import SpeechQueue
+from edge_retalk.models import model_path
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+server = AvatarServer("127.0.0.1", 0, sys.argv[2] or None, 25.0, SpeechQueue(float(sys.argv[1])))
+frame, silence = cv2.imread(str(model_path("demo_portrait.png"))), np.zeros(640, np.float32)
+print(server.url, flush=True)
+for _ in range(25 * 600):
+    server.show(frame, silence, False)
+    time.sleep(0.04)
+"""
+
+
+class Kiosk:
+    """The live server with a speech queue, in a process of its own."""
+
+    def __init__(self, max_seconds: float = MAX_QUEUED_SECONDS, token: str = ""):
+        self.process = subprocess.Popen([sys.executable, "-c", KIOSK, str(max_seconds), token],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        url = self.process.stdout.readline().strip()
+        assert url, self.process.stderr.read()
+        self.base = url.split("?")[0].rstrip("/")
+        self.port = int(self.base.rsplit(":", 1)[1])
+
+    def peak_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+
+    def log(self) -> str:
+        self.process.terminate()
+        return self.process.communicate(timeout=10)[1]
+
+    def request(self, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.base + path, data=body, headers=headers or {},
+                                         method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+
+@pytest.fixture
+def kiosk():
+    server = Kiosk()
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+def one_line(text: str) -> bool:
+    return len(text.strip().splitlines()) == 1
+
+
+def demo_speech() -> np.ndarray:
+    return load_audio(model_path("demo_speech.wav"))
+
+
+def wav_claiming(path: Path, rate: int, samples: np.ndarray) -> Path:
+    """Real speech samples under a header that claims `rate` samples per second."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def silent_flac(path: Path, seconds: int, rate: int = 8000) -> Path:
+    """Digital silence, which FLAC packs into almost nothing (an hour in under 1 MB)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        block = np.zeros((1, rate * 60), np.int16)
+        for minute in range(seconds // 60):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, minute * rate * 60
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_header_claiming_one_hertz_is_refused_before_decoding(tmp_path):
+    """A 64 kB WAV claiming 1 Hz would be 9 hours of audio, 2 GB once resampled (23 GB in `run`)."""
+    wav = wav_claiming(tmp_path / "one_hz.wav", 1, demo_speech()[:32000])
+    with pytest.raises(EdgeRetalkError, match="sample rate 1 Hz is outside 4000..192000"):
+        load_audio(wav)
+    result = subprocess.run([sys.executable, "-c", "from edge_retalk.cli import main; main()", "run", "--face", str(model_path("demo_portrait.png")),
+                             "--audio", str(wav), "-o", str(tmp_path / "out.mp4"), "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and one_line(result.stderr) and "1 Hz" in result.stderr, result.stderr
+
+
+def test_decoding_stops_at_the_limit_not_at_the_headers_claim(tmp_path):
+    flac = silent_flac(tmp_path / "hour.flac", 3600)
+    assert flac.stat().st_size < 2_000_000
+    with pytest.raises(AudioTooLong, match="longer than 30 s"):
+        load_audio(flac, max_seconds=30)
+
+
+def test_the_queue_limit_counts_what_is_being_added():
+    queue = SpeechQueue(max_seconds=10)
+    speech = demo_speech()[: 8 * SAMPLE_RATE]
+    queue.add(speech)
+    with pytest.raises(QueueFull, match="limit of 10 s"):
+        queue.add(speech)
+    with pytest.raises(AudioTooLong):
+        queue.add(np.zeros(11 * SAMPLE_RATE, np.float32), interrupt=True)
+    assert queue.state()["queued_seconds"] == 8.0  # a refused interrupt drops nothing
+    stream = queue.open(interrupt=True)
+    queue.extend(stream, speech)
+    with pytest.raises(QueueFull):
+        queue.extend(stream, speech)
+    assert queue.queued_seconds() == 8.0
+
+
+def test_hostile_bodies_cannot_raise_the_kiosks_memory_beyond_the_budget(kiosk, tmp_path):
+    """Each body is answered 4xx in one line, and the server's peak memory grows by less than
+    MEMORY_BUDGET_MB over all of them together."""
+    speech = demo_speech()
+    idle_mb = kiosk.peak_mb()
+    one_hz = wav_claiming(tmp_path / "one_hz.wav", 1, speech[:32000]).read_bytes()
+    code, text = kiosk.request("/speech", one_hz)
+    assert code == 400 and "1 Hz" in text and one_line(text), (code, text)
+
+    code, text = kiosk.request("/speech", silent_flac(tmp_path / "hour.flac", 3600).read_bytes())
+    assert code == 413 and "600 s" in text and one_line(text), (code, text)
+
+    pcm = np.zeros(int(MAX_QUEUED_SECONDS + 1) * 4000, "<i2").tobytes()  # 601 s at 4 kHz: 38 MB once resampled
+    code, text = kiosk.request("/speech?rate=4000", pcm)
+    assert code == 413 and one_line(text), (code, text)
+    chunked = (pcm[i:i + 65536] for i in range(0, len(pcm), 65536))  # no Content-Length: decoded as it comes
+    code, text = kiosk.request("/speech?rate=4000", chunked)
+    assert code == 413 and "600 s" in text and one_line(text), (code, text)
+
+    nine_minutes = (np.resize(speech, 540 * SAMPLE_RATE) * 32767).astype("<i2").tobytes()
+    code, _ = kiosk.request("/speech?rate=16000", nine_minutes)
+    assert code == 202
+    code, text = kiosk.request("/speech?rate=16000", nine_minutes)
+    assert code == 429 and "room for 60.0 s" in text and one_line(text), (code, text)
+    kiosk.request("/stop", b"")
+
+    async def flood() -> tuple[int, int]:
+        from aiohttp import ClientSession
+
+        sent = 0
+        async with ClientSession() as session:
+            async with session.ws_connect(f"{kiosk.base}/pcm?rate=16000") as socket:
+                message = (np.resize(speech, SAMPLE_RATE * 30) * 32767).astype("<i2").tobytes()  # 30 s, 960 kB
+                try:
+                    while sent < 40:  # 20 minutes of speech, twice the limit
+                        await socket.send_bytes(message)
+                        sent += 1
+                    await socket.receive(timeout=10)
+                except ConnectionError:
+                    pass
+                return socket.close_code, sent
+
+    close_code, sent = asyncio.run(flood())
+    assert close_code == 1009
+    state = json.loads(kiosk.request("/status")[1])
+    assert state["queued_seconds"] <= MAX_QUEUED_SECONDS
+    grown = kiosk.peak_mb() - idle_mb
+    assert grown < MEMORY_BUDGET_MB, grown
+    assert "Traceback" not in kiosk.log()
+
+
+def test_odd_parameters_and_headers_get_one_line_4xx():
+    kiosk = Kiosk(token="s3cret")
+    try:
+        auth = {"Authorization": "Bearer s3cret"}
+        for rate in ["\u00b2", "\u0661\u0666\u0660\u0660\u0660", "9" * 5000, "-1", "16000.0", "0", "99999999"]:
+            code, text = kiosk.request(f"/speech?token=s3cret&rate={urllib.parse.quote(rate)}", b"\0\0" * 100)
+            assert 400 <= code < 500 and one_line(text), (rate, code, text)
+        for content_type in ["audio/L16; rate=\u00b3", "audio/L16; rate=" + "7" * 5000, "audio/L16; rate=\"x",
+                             "audio/L16; rate*=utf-8''%FF"]:
+            code, text = kiosk.request("/speech", b"\0\0" * 100, {**auth, "Content-Type": content_type})
+            assert 400 <= code < 500 and one_line(text), (content_type, code, text)
+        with socket.create_connection(("127.0.0.1", kiosk.port), timeout=10) as raw:
+            raw.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\x80\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400"), "an undecodable token is refused"
+    finally:
+        log = kiosk.log()
+    assert "Traceback" not in log and " 500" not in log, log
+
+
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    b"POST /speech HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+    b"POST /speech HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /speech HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+]
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            raw.sendall(data)
+            return raw.recv(200)
+        except (ConnectionError, socket.timeout):
+            return b""
+
+
+def fuzz_request(rng: random.Random, body: bytes) -> bytes:
+    method = rng.choice([b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"G\xffT"])
+    path = rng.choice([b"/", b"/index.html", b"/av", b"/stream.mjpg", b"/frame.jpg", b"/speech", b"/pcm",
+                       b"/stop", b"/status", b"/%ff", b"/..%2f..", b"//speech", b"/speech/"])
+    def value() -> bytes:
+        raw = bytes(rng.randrange(256) for _ in range(rng.randrange(6)))
+        if rng.random() < 0.1:  # unencoded: refused by aiohttp's parser
+            return raw.replace(b" ", b"").replace(b"\r", b"").replace(b"\n", b"")
+        return rng.choice([b"", b"1", b"16000", b"22050"]) + urllib.parse.quote_from_bytes(raw).encode()
+
+    query = b"&".join(rng.choice([b"rate=", b"interrupt=", b"token=", b"x="]) + value()
+                      for _ in range(rng.randrange(4)))
+    headers = [b"Host: 127.0.0.1"]
+    for _ in range(rng.randrange(4)):
+        name = rng.choice([b"Content-Type", b"Authorization", b"Upgrade", b"Connection", b"Sec-WebSocket-Key",
+                           b"Sec-WebSocket-Version", b"Accept", b"Range", b"Expect"])
+        value = rng.choice([b"audio/L16; rate=", b"Bearer ", b"websocket", b"Upgrade", b"13", b"100-continue",
+                            b"bytes=5-1", b""]) + bytes(rng.randrange(32, 256 if rng.random() < 0.2 else 127)
+                                                                for _ in range(rng.randrange(8)))
+        headers.append(name + b": " + value.replace(b"\x7f", b""))
+    chunk = body[: rng.choice([0, 1, 7, 100, 5000])]
+    headers.append(b"Content-Length: %d" % len(chunk))
+    target = path + (b"?" + query if query else b"")
+    return method + b" " + target + b" HTTP/1.1\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + chunk
+
+
+def test_malformed_http_and_a_bounded_fuzz_never_get_5xx_or_a_traceback(kiosk):
+    """Protocol errors are answered 400 and logged in one line; 300 random requests over every
+    route (at most 60 s, loopback only) get no 5xx and leave no traceback."""
+    for data in MALFORMED:
+        answer = raw_exchange(kiosk.port, data)
+        assert not answer.startswith(b"HTTP/1.1 5"), (data[:60], answer)
+    rng = random.Random(35)
+    body = model_path("demo_speech.wav").read_bytes()
+    deadline = time.monotonic() + 60
+    statuses = []
+    for _ in range(300):
+        if time.monotonic() > deadline:
+            break
+        answer = raw_exchange(kiosk.port, fuzz_request(rng, body))
+        statuses.append(answer[:12])
+        assert not answer.startswith(b"HTTP/1.1 5"), kiosk.log()
+    assert len(statuses) >= 100
+    log = kiosk.log()
+    assert "Traceback" not in log, log
+    assert all(one_line(line) for line in log.splitlines())
