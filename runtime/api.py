@@ -17,6 +17,8 @@ thin layer over this class.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import queue
 import threading
 from dataclasses import dataclass, replace
@@ -32,7 +34,7 @@ from .errors import EdgeRetalkError
 from .file_mode import ProgressCallback, RunOptions, RunReport, SyncedFrames, face_info, lipsync
 from .generators.painted import RENDERERS, RenderOptions
 from .io.media import check_readable, load_audio, pcm_samples
-from .io.video_writer import DEFAULT_PRESET
+from .io.video_writer import DEFAULT_PRESET, PRESETS
 from .live.speech_queue import SpeechQueue
 from .live.loop import LiveOptions, LiveReport, live_driver, run_live, with_avatar_networks
 from .provenance import watermark
@@ -41,6 +43,38 @@ from .say import say_to_file
 from .tts import Speaker, TtsOptions
 
 log = logging.getLogger(__name__)
+
+
+def _path(value, what: str) -> Path:
+    """`value` as a Path; anything but a non-empty str or Path is refused in one line."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes) and str(value):
+        return Path(value)
+    raise EdgeRetalkError(f"{what} must be a path (str or Path), not {type(value).__name__} {value!r:.40}")
+
+
+def _number(value, what: str, low: float, high: float, whole: bool = False):
+    """`value` checked as the CLI checks its option: a finite number (whole where `whole`) in [low, high]."""
+    numeric = isinstance(value, (np.integer, int) if whole else (np.integer, np.floating, int, float))
+    if not numeric or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise EdgeRetalkError(f"{what} must be {kind} from {low:g} to {high:g}, not {value!r:.40}")
+    return int(value) if whole else float(value)
+
+
+def _choice(value, what: str, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise EdgeRetalkError(f"unknown {what} {value!r:.40}; choose from {', '.join(choices)}")
+    return value
+
+
+def _samples_or_path(value, what: str) -> np.ndarray | Path:
+    """Speech or a face given as an array, or the path of a file holding it."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple, int, float, np.generic)):
+        raise EdgeRetalkError(f"{what} must be a path or a numpy array, not {type(value).__name__}")
+    return _path(value, what)
+
 
 class LipSync:
     """Lip sync with one set of choices: the board profile (`device`: a profile name, "auto" to
@@ -55,13 +89,19 @@ class LipSync:
                  threads: int | None = None, batch: int | None = None, label: bool = True,
                  signing_key: SigningKey | None = None, on_note: Callable[[str], None] | None = None,
                  tts: TtsOptions | None = None):
-        if renderer not in RENDERERS:
-            raise EdgeRetalkError(f"unknown renderer {renderer!r}; choose from {', '.join(RENDERERS)}")
+        _choice(renderer, "renderer", RENDERERS)
+        if device is not None and not isinstance(device, str):
+            raise EdgeRetalkError(f"device must be a board profile's name or \"auto\", not {type(device).__name__}")
         if generator is not None:
-            generator = Path(generator)
+            generator = _path(generator, "generator")
             if not generator.exists():
                 raise EdgeRetalkError(f"{generator}: no such generator file or avatar folder")
-        self.settings: DeviceSettings = device_settings(device, threads, generator, Path(models),
+        threads = None if threads is None else _number(threads, "threads", 1, 64, whole=True)
+        batch = None if batch is None else _number(batch, "batch", 1, 64, whole=True)
+        amplitude = _number(amplitude, "amplitude", 0.0, 3.0)
+        if on_note is not None and not callable(on_note):
+            raise EdgeRetalkError(f"on_note must be a function taking one line, not {type(on_note).__name__}")
+        self.settings: DeviceSettings = device_settings(device, threads, generator, _path(models, "models"),
                                                         on_note or log.info)
         if batch is not None:
             self.settings = replace(self.settings, batch=batch)
@@ -80,8 +120,11 @@ class LipSync:
             preset: str = DEFAULT_PRESET, photo_fps: float = 25.0, watermark: bool = False,
             on_progress: ProgressCallback | None = None) -> RunReport:
         """Rewrite the mouth of `face` (video or photo) to match `audio` and write `output` (.mp4)."""
-        options = self.options(crf=crf, preset=preset, watermark=watermark,
-                               photo_fps=Fraction(photo_fps).limit_denominator(1001))
+        face, audio, output = _path(face, "face"), _path(audio, "audio"), _path(output, "output")
+        if on_progress is not None and not callable(on_progress):
+            raise EdgeRetalkError(f"on_progress must be a function of (done, total), not {type(on_progress).__name__}")
+        options = self.options(crf=_number(crf, "crf", 0, 51, whole=True), preset=_choice(preset, "preset", PRESETS),
+                               watermark=bool(watermark), photo_fps=_fps(photo_fps))
         return lipsync(face, audio, output, options, on_progress)
 
     def say(self, avatar: str | Path, text: str, output: str | Path, *, voice: str | None = None, crf: int = 18,
@@ -98,26 +141,31 @@ class LipSync:
         """The lip-synced frames (BGR uint8) of `face` (a video or photo file, or a photo as a BGR
         array) speaking `audio` (a file, or mono samples at `sample_rate`), one per video frame,
         without writing anything."""
-        if not isinstance(face, np.ndarray):
-            face = Path(face)
-        info = face_info(face, Fraction(photo_fps).limit_denominator(1001))
+        face, audio = _samples_or_path(face, "face"), _samples_or_path(audio, "audio")
+        info = face_info(face, _fps(photo_fps))
         if isinstance(audio, np.ndarray):
-            samples = pcm_samples(audio, sample_rate)
+            samples = pcm_samples(audio, _number(sample_rate, "sample_rate", 4000, 192000, whole=True))
             if samples.size == 0:
                 raise EdgeRetalkError("the speech array is empty")
         else:
-            check_readable(Path(audio))
-            samples = load_audio(Path(audio))
+            check_readable(audio)
+            samples = load_audio(audio)
         for frame in SyncedFrames(info, samples, self.options(photo_fps=info.fps)):
             yield watermark.embed(frame) if self.label else frame
 
     def live(self, avatar: str | Path, *, duration: float | None = None) -> LiveStream:
         """A live avatar fed from Python (use it in a `with` block): the bundle `prepare` or
         `enroll` wrote, animated in real time by the speech you `push`."""
+        avatar = _path(avatar, "avatar")
+        duration = None if duration is None else _number(duration, "duration", 0.1, math.inf)
         options = LiveOptions(duration=duration, render=self.render, threads=self.settings.threads,
                               generator=self.settings.generator, provider=self.settings.provider,
                               provider_options=self.settings.provider_options)
-        return LiveStream(Path(avatar), options, self.label)
+        return LiveStream(avatar, options, self.label)
+
+
+def _fps(photo_fps) -> Fraction:
+    return Fraction(_number(photo_fps, "photo_fps", 1.0, 120.0)).limit_denominator(1001)
 
 
 @dataclass(frozen=True)
@@ -146,6 +194,7 @@ class LiveStream:
         self._speech = SpeechQueue()
         self._frames: queue.Queue[LiveFrame] = queue.Queue(maxsize=buffer)
         self._stop = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.report = LiveReport()
@@ -188,8 +237,13 @@ class LiveStream:
     def push(self, pcm: np.ndarray, sample_rate: int = 16000, interrupt: bool = False) -> None:
         """Queue one utterance (mono float or int16 samples at `sample_rate`); with `interrupt`,
         what is playing and queued is dropped first."""
+        if self._closed:
+            raise EdgeRetalkError("this live stream is closed: push speech inside its `with` block")
         self._raise_if_failed()
-        self._speech.add(pcm_samples(pcm, sample_rate), interrupt)
+        if not isinstance(pcm, np.ndarray):
+            raise EdgeRetalkError(f"speech must be a numpy array of mono samples, not {type(pcm).__name__}")
+        rate = _number(sample_rate, "sample_rate", 4000, 192000, whole=True)
+        self._speech.add(pcm_samples(pcm, rate), bool(interrupt))
 
     def interrupt(self) -> None:
         """Stop speaking now and drop the queued speech."""
@@ -212,6 +266,7 @@ class LiveStream:
 
     def close(self) -> None:
         """Stop the avatar (the live loop ends within a frame) and re-raise its error, if any."""
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

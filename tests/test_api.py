@@ -78,3 +78,52 @@ def test_bad_arguments_are_one_line_errors(face, tmp_path):
         LipSync(generator=tmp_path / "missing.onnx")
     with pytest.raises(EdgeRetalkError, match="must be an .mp4"):
         sync.run(str(face), str(face), str(tmp_path / "out.avi"))
+
+
+def test_wrong_types_and_values_are_one_line_errors(tmp_path):
+    """What a caller may get wrong (None, bytes, lists, scalars, out-of-range or NaN numbers) is an
+    EdgeRetalkError naming the argument, before anything deep (LiteRT, PyAV) sees it."""
+    from edge_retalk.models import model_path
+
+    portrait, speech = model_path("demo_portrait.png"), model_path("demo_speech.wav")
+    for kwargs, message in [({"threads": -5}, "threads must be a whole number from 1 to 64"),
+                            ({"threads": 2.5}, "threads must be a whole number"),
+                            ({"amplitude": float("nan")}, "amplitude must be a number from 0 to 3"),
+                            ({"amplitude": "1"}, "amplitude must be a number"),
+                            ({"batch": 0}, "batch must be"), ({"renderer": None}, "unknown renderer"),
+                            ({"generator": b"x.onnx"}, "generator must be a path"),
+                            ({"device": 3}, "device must be")]:
+        with pytest.raises(EdgeRetalkError, match=message):
+            LipSync(**kwargs)
+    sync = LipSync(renderer="painted")
+    for args, kwargs, message in [((None, speech, tmp_path / "o.mp4"), {}, "face must be a path"),
+                                  ((portrait, b"speech.wav", tmp_path / "o.mp4"), {}, "audio must be a path"),
+                                  ((portrait, speech, None), {}, "output must be a path"),
+                                  ((portrait, speech, tmp_path / "o.mp4"), {"crf": 99}, "crf must be"),
+                                  ((portrait, speech, tmp_path / "o.mp4"), {"preset": "slow!"}, "unknown preset"),
+                                  ((portrait, speech, tmp_path / "o.mp4"), {"photo_fps": float("inf")}, "photo_fps")]:
+        with pytest.raises(EdgeRetalkError, match=message):
+            sync.run(*args, **kwargs)
+    for face, audio, message in [(portrait, 0.5, "audio must be a path or a numpy array"),
+                                 (portrait, [0.1, 0.2], "audio must be a path or a numpy array"),
+                                 ([[0]], speech, "face must be a path or a numpy array")]:
+        with pytest.raises(EdgeRetalkError, match=message):
+            next(sync.frames(face, audio))
+    with pytest.raises(EdgeRetalkError, match="sample_rate must be"):
+        next(sync.frames(portrait, np.zeros(1600, np.float32), sample_rate=1))
+    with pytest.raises(EdgeRetalkError, match="avatar must be a path"):
+        sync.live(None)
+
+
+def test_a_closed_live_stream_refuses_push(tmp_path):
+    from edge_retalk import prepare_avatar
+    from edge_retalk.models import model_path
+
+    prepare_avatar(model_path("demo_portrait.png"), tmp_path / "avatar", loop_seconds=1.0, still=True)
+    speech = load_audio(model_path("demo_speech.wav"))[:16000]
+    with LipSync(renderer="painted").live(tmp_path / "avatar") as avatar:
+        avatar.push(speech)
+        with pytest.raises(EdgeRetalkError, match="numpy array"):
+            avatar.push(speech.tolist())
+    with pytest.raises(EdgeRetalkError, match="live stream is closed"):
+        avatar.push(speech)
