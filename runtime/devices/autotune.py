@@ -2,7 +2,10 @@
 on this machine is measured on first use, not assumed, and remembered per machine (CPU model,
 the instruction sets that decide INT8 speed, core count) in a small JSON cache. On an Intel Xeon
 with AMX, OpenVINO INT8 may win by 8x; on an AMD EPYC with AVX2 only, by 2x; on an ARM board,
-LiteRT may; where OpenVINO is not installed, its file is simply not a candidate.
+LiteRT may; where OpenVINO is not installed, its file is simply not a candidate. A remembered
+choice is used only while every candidate file is unchanged (name, size, modification time) and
+the chosen one's engine is installed here: a cache shared by two environments (a kiosk one without
+OpenVINO, an `[export]` one with it) is measured again, not trusted.
 
 The cache lives in $EDGE_RETALK_CACHE, else $XDG_CACHE_HOME/edge-retalk, else ~/.cache/edge-retalk;
 `edge-retalk devices` shows what was measured and what was chosen.
@@ -11,6 +14,7 @@ The cache lives in $EDGE_RETALK_CACHE, else $XDG_CACHE_HOME/edge-retalk, else ~/
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import statistics
@@ -22,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import open_model
+from ..engines import engine_installed, open_model
 from ..errors import EdgeRetalkError
 from .profiles import read_system_file
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
 WARMUP_RUNS = 3
+log = logging.getLogger(__name__)
 TIMED_RUNS = 15
 
 
@@ -105,7 +110,20 @@ def save_cache(cache: dict, path: Path | None = None) -> None:
 
 
 def _signature(candidates: list[Path]) -> str:
-    return ";".join(f"{p.name}:{p.stat().st_size}" for p in candidates)
+    """The candidate files as they are now: a replaced or rewritten one changes it."""
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in candidates)
+
+
+def _remembered(entry: dict | None, candidates: list[Path]) -> tuple[Path | None, str]:
+    """The remembered choice if it still holds here, else None and why not."""
+    if not entry:
+        return None, "first use"
+    chosen = next((p for p in candidates if p.name == entry["choice"]["chosen"]), None)
+    if chosen is None or entry.get("signature") != _signature(candidates):
+        return None, "its files changed since they were measured"
+    if not engine_installed(chosen):
+        return None, f"the remembered {chosen.name} needs an engine not installed here"
+    return chosen, ""
 
 
 def measure(model: Path, threads: int) -> Measurement:
@@ -134,11 +152,11 @@ def fastest(network: str, candidates: list[Path], threads: int) -> Path:
         return candidates[0]
     cache = load_cache()
     key = machine_key()
-    entry = cache.get(key, {}).get(f"{network}|{threads}")
-    if entry and entry.get("signature") == _signature(candidates):
-        chosen = next((p for p in candidates if p.name == entry["choice"]["chosen"]), None)
-        if chosen is not None:
-            return chosen
+    chosen, reason = _remembered(cache.get(key, {}).get(f"{network}|{threads}"), candidates)
+    if chosen is not None:
+        return chosen
+    (log.info if reason == "first use" else log.warning)("measuring which form of %s runs fastest here (%s)",
+                                                         network, reason)
     measured = [measure(p, threads) for p in candidates]
     runnable = [m for m in measured if m.ms is not None]
     if not runnable:

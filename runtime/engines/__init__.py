@@ -7,6 +7,7 @@ raises, and the caller (a board profile walking its preferences) says so and ste
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -51,6 +52,18 @@ class FixedNames:
 ENGINES = {"onnxruntime": "onnxruntime.OnnxRuntimeEngine", "openvino": "openvino.OpenVINOEngine",
            "litert": "litert.LiteRTEngine", "rknn": "rknn.RknnEngine"}
 """Engine name -> its class in this package (imported only when used)."""
+ENGINE_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert",
+                   "rknn": "rknnlite"}
+"""Engine name -> the package it needs (an optional extra, or a board's own runtime)."""
+
+
+def engine_installed(model: Path) -> bool:
+    """Whether this environment has the package of the engine that runs `model` (found, not imported)."""
+    fmt = format_of(model)
+    try:
+        return fmt is not None and importlib.util.find_spec(ENGINE_PACKAGES[ENGINE_OF_FORMAT[fmt]]) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (blocked)
+        return False
 
 
 def open_engine(model: Path, threads: int = 1, provider: str | None = None,
