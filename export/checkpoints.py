@@ -37,8 +37,8 @@ def unpacked_size(path: Path) -> int:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, on the CPU, with DataParallel prefixes removed; refuses
-    one that would unpack to more than `MAX_CHECKPOINT_BYTES` and one whose keys collide once the
-    prefixes are removed."""
+    one that would unpack to more than `MAX_CHECKPOINT_BYTES`, one whose keys collide once the
+    prefixes are removed, and one holding NaN or infinite weights (they fail deep in the export)."""
     check_readable(path)
     size = unpacked_size(path)
     if size > MAX_CHECKPOINT_BYTES:
@@ -62,7 +62,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if twice:
         raise EdgeRetalkError(f"{path}: ambiguous: {twice[0]!r} is in it both with and without the 'module.' prefix"
                               + (f" ({len(twice) - 1} more keys too)" if len(twice) > 1 else ""))
-    return dict(zip(names, (state[key] for key in kept)))
+    state = dict(zip(names, (state[key] for key in kept)))
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise EdgeRetalkError(f"{path}: refused: {len(broken)} tensor(s) hold NaN or infinite weights "
+                              f"({broken[0]!r} first); a training run that diverged?")
+    return state
 
 
 @dataclass(frozen=True)

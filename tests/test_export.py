@@ -109,6 +109,22 @@ def test_checkpoint_with_colliding_keys_is_refused(tmp_path):
         read_state_dict(tmp_path / "twice.pt")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_checkpoint_with_non_finite_weights_is_refused_in_one_line(tmp_path, value):
+    """The shipped lip-shape weights with one NaN or infinite value, as a diverged training run leaves them."""
+    from edge_retalk.models import model_path
+
+    state = torch.load(model_path("lip_shape.pt"), weights_only=True)["state_dict"]
+    state["head.5.bias"][0] = value
+    torch.save({"state_dict": state}, tmp_path / "diverged.pt")
+    with pytest.raises(EdgeRetalkError, match="NaN or infinite weights \\('head.5.bias' first\\)"):
+        read_state_dict(tmp_path / "diverged.pt")
+    result = run_cli("export", "--arch", "lip_shape", "--checkpoint", tmp_path / "diverged.pt",
+                     "--calib", model_path("demo_speech.wav"), "-o", tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "NaN or infinite" in result.stderr
+
+
 def test_checkpoint_that_unpacks_beyond_the_limit_is_refused_before_loading(tmp_path, monkeypatch):
     """The shipped weights re-zipped with compression: the size its entries claim is checked first."""
     import zipfile
@@ -267,11 +283,12 @@ def test_a_failing_target_is_reported_and_the_others_are_written(tmp_path, data,
 
 
 def test_a_network_with_non_finite_outputs_fails_parity(tmp_path, data):
-    """A checkpoint with a NaN weight: its outputs are NaN, and no artefact is kept."""
+    """A checkpoint with finite weights so large that its outputs overflow: no artefact is kept
+    (non-finite weights are refused before this, by `read_state_dict`)."""
     from edge_retalk.models import model_path
 
     checkpoint = torch.load(model_path("lip_shape.pt"), weights_only=True)
-    checkpoint["state_dict"]["head.5.weight"][0, 0] = float("nan")
+    checkpoint["state_dict"]["head.5.weight"].fill_(3e38)
     torch.save(checkpoint, tmp_path / "nan.pt")
     out_dir = tmp_path / "exported"
     result = run_cli("export", "--arch", "lip_shape", "--checkpoint", tmp_path / "nan.pt", "--to", "onnx:fp32",
