@@ -2,13 +2,16 @@
 
 `prepare_avatar` tracks the face video (or photo) once and writes a folder:
 
-    avatar.json     what the bundle is (version, fps, size, frames, source and its sha256)
+    avatar.json     what the bundle is (version, fps, size, frames, source and its sha256, and the
+                    sha256 of the loop and the landmarks, so that neither can be swapped)
     loop.mp4        the idle loop, already played forward then backward, so it repeats seamlessly
                     (from a photo: the photo blinking and moving slightly, also seamless)
     landmarks.npy   (frames, 468, 3) float32 face-mesh points per loop frame, NaN where no face
 
 A live run reads this instead of running the face detector and mesh: loading is a JSON file, a
-small array and opening a video, well under a second.
+small array and opening a video, well under a second. Loading checks the bundle whole: its files
+are its own (no symlink out of it), the loop and landmarks are the ones described, the loop's
+size, frame rate and frame count agree with the description, and every landmark is finite.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ import numpy as np
 from . import __version__
 from .errors import EdgeRetalkError
 from .face.idle_motion import animate_photo
-from .engines.manifest import sha256_of
-from .io.media import MAX_SIDE, FaceInfo, check_readable, iter_video_frames, probe_face, read_image
+from .engines.manifest import matches_digest, sha256_of
+from .io.media import (MAX_SIDE, FaceInfo, check_readable, iter_video_frames, open_container, probe_face,
+                       read_image)
 from .io.schema import bounded, from_json, read_json
 from .io.video_writer import VideoWriter, apply_umask
 from .io.face_sources import FrameCache, ping_pong_index
 from .io.workers import partial_output, raise_if_interrupted
 from .face.tracker import FaceTracker
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 DEFAULT_LOOP_SECONDS = 10.0
 LOOP_CRF = 12
 N_POINTS = 468
@@ -58,6 +62,8 @@ class AvatarInfo:
     source: str
     source_sha256: str
     made_by: str
+    loop_sha256: str
+    landmarks_sha256: str
 
     def to_json(self) -> str:
         fields = dict(self.__dict__, fps=str(self.fps))
@@ -137,7 +143,8 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
                 np.save(staging / "landmarks.npy", landmarks)
                 avatar = AvatarInfo(BUNDLE_VERSION, fps, writer.width, writer.height, loop_length,
                                     int(np.isfinite(landmarks[:, 0, 0]).sum()), face.name, sha256_of(face),
-                                    f"edge-retalk {__version__}")
+                                    f"edge-retalk {__version__}", sha256_of(staging / "loop.mp4"),
+                                    sha256_of(staging / "landmarks.npy"))
                 (staging / "avatar.json").write_text(avatar.to_json())
                 apply_umask(staging, 0o777)
                 staging.rename(output)
@@ -163,7 +170,38 @@ def _landmarks(path: Path, frames: int) -> np.ndarray:
     if mapped.shape != (frames, N_POINTS, 3) or mapped.dtype.kind != "f":
         raise EdgeRetalkError(f"{path}: expected ({frames}, {N_POINTS}, 3) floating-point landmarks for the loop's "
                               f"{frames} frames, found {mapped.shape} {mapped.dtype}; prepare it again")
-    return np.array(mapped, dtype=np.float32)
+    points = np.array(mapped, dtype=np.float32)
+    # a frame has a face (every point finite) or none (every point NaN); anything between breaks drawing
+    face, none = np.isfinite(points).all(axis=(1, 2)), np.isnan(points).all(axis=(1, 2))
+    if not (face | none).all():
+        raise EdgeRetalkError(f"{path}: frame {int(np.argmin(face | none))} has NaN or infinite points among "
+                              "finite ones; prepare it again")
+    return points
+
+
+def _own_file(folder: Path, name: str) -> Path:
+    """A file of the bundle, refused if it is missing or leads out of the bundle (a symlink)."""
+    path = folder / name
+    if path.is_symlink() or not path.is_file() or path.resolve().parent != folder.resolve():
+        raise EdgeRetalkError(f"{path}: missing, or not a file of the bundle itself (a link out of it?); "
+                              "prepare it again")
+    return path
+
+
+def _check_loop(loop: Path, info: AvatarInfo) -> None:
+    """The loop video is the one described: its checksum, size and frame rate."""
+    if not matches_digest(loop, info.loop_sha256):
+        raise EdgeRetalkError(f"{loop}: is not the loop this bundle was prepared with (its checksum differs); "
+                              "prepare it again")
+    with open_container(loop) as container:
+        if not container.streams.video:
+            raise EdgeRetalkError(f"{loop}: has no video stream; prepare it again")
+        stream = container.streams.video[0]
+        found = (stream.codec_context.width, stream.codec_context.height, stream.average_rate, stream.frames)
+    if found != (info.width, info.height, info.fps, info.frames):
+        raise EdgeRetalkError(f"{loop}: is {found[0]}x{found[1]} at {float(found[2] or 0):g} fps, {found[3]} frames; "
+                              f"the bundle says {info.width}x{info.height} at {float(info.fps):g} fps, {info.frames} "
+                              "frames; prepare it again")
 
 
 class Avatar:
@@ -172,15 +210,21 @@ class Avatar:
     def __init__(self, folder: Path):
         self.folder = folder
         description = folder / "avatar.json"
-        if not folder.is_dir() or not description.is_file():
+        if not folder.is_dir() or not description.is_file() or description.is_symlink():
             raise EdgeRetalkError(f"{folder}: not an avatar bundle (make one with `edge-retalk prepare`)")
         self.info = from_json(AvatarInfo, read_json(description, "avatar description"), str(description))
         if self.info.version != BUNDLE_VERSION:
             raise EdgeRetalkError(f"{folder}: avatar bundle version {self.info.version} is not supported "
                                   f"(this edge-retalk reads version {BUNDLE_VERSION}); prepare it again")
-        self.landmarks = _landmarks(folder / "landmarks.npy", self.info.frames)
-        self.loop = folder / "loop.mp4"
-        check_readable(self.loop)
+        landmarks = _own_file(folder, "landmarks.npy")
+        if not matches_digest(landmarks, self.info.landmarks_sha256):
+            raise EdgeRetalkError(f"{landmarks}: are not the landmarks this bundle was prepared with (their checksum "
+                                  "differs); prepare it again")
+        self.landmarks = _landmarks(landmarks, self.info.frames)
+        if int(np.isfinite(self.landmarks[:, 0, 0]).sum()) != self.info.frames_with_face:
+            raise EdgeRetalkError(f"{description}: frames_with_face disagrees with the landmarks; prepare it again")
+        self.loop = _own_file(folder, "loop.mp4")
+        _check_loop(self.loop, self.info)
 
     @property
     def fps(self) -> Fraction:
