@@ -159,10 +159,10 @@ def prepare_avatar(face: Path | str, output: Path | str, loop_seconds: float = D
     return avatar
 
 
-def _landmarks(path: Path, frames: int) -> np.ndarray:
+def _landmarks(path: Path, frames: int, sha256: str) -> np.ndarray:
     """The bundle's (frames, 468, 3) float landmarks: shape and type are read from the .npy header
     (memory-mapped) and checked before any of it is loaded, so a header claiming billions of
-    frames costs nothing."""
+    frames costs nothing; then the file must be the one described (`sha256`)."""
     try:
         mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -170,6 +170,9 @@ def _landmarks(path: Path, frames: int) -> np.ndarray:
     if mapped.shape != (frames, N_POINTS, 3) or mapped.dtype.kind != "f":
         raise EdgeRetalkError(f"{path}: expected ({frames}, {N_POINTS}, 3) floating-point landmarks for the loop's "
                               f"{frames} frames, found {mapped.shape} {mapped.dtype}; prepare it again")
+    if not matches_digest(path, sha256):
+        raise EdgeRetalkError(f"{path}: are not the landmarks this bundle was prepared with (their checksum "
+                              "differs); prepare it again")
     points = np.array(mapped, dtype=np.float32)
     # a frame has a face (every point finite) or none (every point NaN); anything between breaks drawing
     face, none = np.isfinite(points).all(axis=(1, 2)), np.isnan(points).all(axis=(1, 2))
@@ -216,11 +219,7 @@ class Avatar:
         if self.info.version != BUNDLE_VERSION:
             raise EdgeRetalkError(f"{folder}: avatar bundle version {self.info.version} is not supported "
                                   f"(this edge-retalk reads version {BUNDLE_VERSION}); prepare it again")
-        landmarks = _own_file(folder, "landmarks.npy")
-        if not matches_digest(landmarks, self.info.landmarks_sha256):
-            raise EdgeRetalkError(f"{landmarks}: are not the landmarks this bundle was prepared with (their checksum "
-                                  "differs); prepare it again")
-        self.landmarks = _landmarks(landmarks, self.info.frames)
+        self.landmarks = _landmarks(_own_file(folder, "landmarks.npy"), self.info.frames, self.info.landmarks_sha256)
         if int(np.isfinite(self.landmarks[:, 0, 0]).sum()) != self.info.frames_with_face:
             raise EdgeRetalkError(f"{description}: frames_with_face disagrees with the landmarks; prepare it again")
         self.loop = _own_file(folder, "loop.mp4")
