@@ -69,10 +69,14 @@ def check_output(output: Path, *inputs: Path) -> None:
     """The output must go to an existing folder, as .mp4, and never overwrite an input."""
     if output.suffix.lower() != ".mp4":
         raise EdgeRetalkError(f"{output}: the output must be an .mp4 file")
-    if not output.parent.is_dir():
-        raise EdgeRetalkError(f"{output.parent}: output folder does not exist")
-    if output.is_dir():
-        raise EdgeRetalkError(f"{output}: is a folder")
+    try:
+        if not output.parent.is_dir():
+            raise EdgeRetalkError(f"{output.parent}: output folder does not exist")
+        if output.is_dir():
+            raise EdgeRetalkError(f"{output}: is a folder")
+    except OSError as exc:  # a name longer than the file system allows (ENAMETOOLONG), a loop of links
+        shown = str(output) if len(str(output)) <= 80 else f"{str(output)[:40]}...{str(output)[-20:]}"
+        raise EdgeRetalkError(f"{shown}: cannot be an output ({exc.strerror})") from None
     for path in inputs:
         if same_file(output, path):
             raise EdgeRetalkError(f"{output}: the output would overwrite an input ({path})")

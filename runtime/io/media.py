@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 PHOTO_FPS = Fraction(25)
 MAX_SIDE = 4096
+MIN_SIDE = 2
+"""H.264 in 4:2:0 needs even sides: the writer drops an odd last row or column, so 1 pixel would leave none."""
 MAX_CLAIMED_AUDIO_SECONDS = 2 * 3600
 AUDIO_RATES = (4000, 192000)
+MAX_FLOAT_PEAK = 32.0
+"""Float samples beyond this (+30 dBFS) are not audio written with a scale (an encoder fails on them)."""
 MAX_PIXELS = MAX_SIDE * MAX_SIDE
 
 
@@ -44,9 +48,11 @@ def check_readable(path: Path) -> None:
 
 
 def open_container(path: Path) -> av.container.InputContainer:
+    """A media file opened as a file: through FFmpeg's `file:` protocol, so that a name such as
+    `pipe:0.mp4` or `http://...` is never taken for another protocol."""
     check_readable(path)
     try:
-        return av.open(str(path))
+        return av.open(f"file:{path.resolve()}")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise EdgeRetalkError(f"{path}: not a readable media file ({exc.__class__.__name__})") from None
 
@@ -69,14 +75,18 @@ def probe_face(path: Path) -> FaceInfo:
     """Inspect a face video or photo without decoding all of it."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
+        if min(image.shape[:2]) < MIN_SIDE:
+            raise EdgeRetalkError(f"{path}: unsupported image size {image.shape[1]}x{image.shape[0]} "
+                                  f"(at least {MIN_SIDE}x{MIN_SIDE})")
         return FaceInfo(path, True, image.shape[1], image.shape[0], PHOTO_FPS, None)
     with open_container(path) as container:
         if not container.streams.video:
             raise EdgeRetalkError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
-        if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
-            raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height}")
+        if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+            raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height} (at least {MIN_SIDE}x{MIN_SIDE}, "
+                                  f"at most {MAX_PIXELS} pixels)")
         if _quarter_turned(container, stream):
             width, height = height, width
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -96,7 +106,7 @@ def _quarter_turned(container, stream) -> bool:
         frame = next(container.decode(stream), None)
     except av.error.FFmpegError:
         return False
-    return frame is not None and int(round(frame.rotation / 90)) % 2 == 1
+    return frame is not None and display_transform(frame)[0]
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -112,11 +122,32 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """A decoded frame as it is meant to be shown: turned by its display matrix's `rotation`
-    (degrees counterclockwise; phones store portrait video sideways with -90)."""
-    turns = int(round(rotation / 90)) % 4
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+def display_transform(frame: av.VideoFrame) -> tuple[bool, bool, bool]:
+    """(transpose, mirror left-right, mirror top-bottom) that take a decoded frame to how its
+    display matrix shows it. The matrix maps a stored pixel (x, y) to (a x + c y, b x + d y);
+    for quarter turns and mirrors each of a, b, c, d is -1, 0 or 1. Mirrors matter: read as a
+    rotation angle alone (`frame.rotation`), a left-right mirror is 180 degrees, upside down."""
+    matrix = next((np.frombuffer(bytes(data), "=i4") for data in frame.side_data
+                   if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None)
+    if matrix is None or matrix.size < 9:
+        return False, False, False
+    a, b, c, d = (int(np.sign(v)) for v in matrix[[0, 1, 3, 4]])
+    if a == 0 and d == 0:
+        return True, c < 0, b < 0
+    return False, a < 0, d < 0
+
+
+def upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame's image as it is meant to be shown (phones store portrait video sideways,
+    front cameras mirrored), its display matrix applied."""
+    transpose, mirror_x, mirror_y = display_transform(frame)
+    if transpose:
+        image = image.transpose(1, 0, 2)
+    if mirror_x:
+        image = image[:, ::-1]
+    if mirror_y:
+        image = image[::-1]
+    return np.ascontiguousarray(image) if transpose or mirror_x or mirror_y else image
 
 
 def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
@@ -131,8 +162,7 @@ def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
                     frame = next(frames, None)
                     # One thread for the colour conversion: by default swscale starts (and ends) its
                     # slice threads for every frame, 400 thread starts in an 8 s clip.
-                    image = None if frame is None else upright(frame.to_ndarray(format="bgr24", threads=1),
-                                                               frame.rotation)
+                    image = None if frame is None else upright(frame.to_ndarray(format="bgr24", threads=1), frame)
                 if image is None:
                     return
                 yield image
@@ -198,6 +228,12 @@ def load_audio(path: Path, sample_rate: int = 16000, max_seconds: float | None =
         raise EdgeRetalkError(f"{path}: audio has no samples")
     if not np.all(np.isfinite(samples)):
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    peak = float(np.max(np.abs(samples)))
+    if peak > MAX_FLOAT_PEAK:
+        raise EdgeRetalkError(f"{path}: audio samples reach {peak:.3g}, far outside -1..1 (float audio written "
+                              "without scaling?); normalise it first")
+    if peak > 1.0:
+        samples /= peak  # a float file that clips: analysed at full scale
     return samples.astype(np.float32, copy=False)
 
 

@@ -1,0 +1,122 @@
+"""Odd but valid media, from the bundled portrait and speech: tiny frames, display matrices that
+mirror, float audio far beyond full scale, file names that FFmpeg would take for a protocol, and
+output names longer than the file system allows."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_retalk.io.media import iter_video_frames, load_audio
+from edge_retalk.models import model_path
+from edge_retalk.provenance import watermark
+
+PORTRAIT, SPEECH = model_path("demo_portrait.png"), model_path("demo_speech.wav")
+IDENTITY = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+MATRICES = {"mirrored left-right": (0xFFFF0000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000),
+            "mirrored top-bottom": (0x10000, 0, 0, 0, 0xFFFF0000, 0, 0, 0, 0x40000000)}
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def video(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def speech_clip(tmp_path: Path) -> Path:
+    """The bundled speech's first second."""
+    samples = load_audio(SPEECH)[:16000]
+    path = tmp_path / "second.wav"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        frame.sample_rate = 16000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_one_pixel_video_is_refused_and_tiny_frames_are_marked(tmp_path):
+    grey = np.full((1, 1, 3), 128, np.uint8)
+    tiny = video(tmp_path / "tiny.mkv", [grey] * 10, "ffv1", "yuv444p")
+    assert "unsupported video size 1x1 (at least 2x2" in one_line_error(
+        run_cli("run", "--face", tiny, "--audio", speech_clip(tmp_path), "-o", tmp_path / "o.mp4", "-q"))
+    small = video(tmp_path / "small.mkv", [np.full((3, 3, 3), 128, np.uint8)] * 10, "ffv1", "yuv444p")
+    assert "no face found" in one_line_error(
+        run_cli("run", "--face", small, "--audio", speech_clip(tmp_path), "-o", tmp_path / "o.mp4", "-q"))
+    for side in (1, 2, 3):  # what the writer gets of such a frame (an even part) is marked like any other
+        assert watermark.embed(np.full((side, side, 3), 128, np.uint8)).shape == (side, side, 3)
+
+
+@pytest.mark.parametrize("mirror", MATRICES)
+def test_a_display_matrix_that_mirrors_comes_out_as_players_show_it(tmp_path, mirror):
+    """The portrait stored mirrored, with a display matrix that mirrors it back (as front cameras
+    record): read as a rotation alone, a left-right mirror was 180 degrees, upside down."""
+    portrait = cv2.imread(str(PORTRAIT))
+    stored = portrait[:, ::-1] if mirror == "mirrored left-right" else portrait[::-1]
+    movie = bytearray(video(tmp_path / "stored.mp4", [np.ascontiguousarray(stored)] * 25).read_bytes())
+    at = movie.find(IDENTITY, movie.find(b"tkhd"))
+    movie[at:at + len(IDENTITY)] = struct.pack(">9I", *MATRICES[mirror])
+    (tmp_path / "camera.mp4").write_bytes(bytes(movie))
+    shown = next(iter_video_frames(tmp_path / "camera.mp4"))
+    assert np.abs(shown.astype(int) - portrait).mean() < 8 < np.abs(shown.astype(int) - portrait[::-1, ::-1]).mean()
+    result = run_cli("run", "--face", tmp_path / "camera.mp4", "--audio", speech_clip(tmp_path),
+                     "-o", tmp_path / "out.mp4", "-q")
+    assert result.returncode == 0, result.stderr
+    top = slice(0, portrait.shape[0] // 3)  # above the mouth: as shown, never upside down
+    for frame in itertools.islice(iter_video_frames(tmp_path / "out.mp4"), 10):
+        assert np.abs(frame[top].astype(int) - portrait[top]).mean() < 8
+
+
+@pytest.mark.parametrize("peak", [30.0, 1e30])
+def test_float_audio_beyond_full_scale_is_normalised_or_refused_naming_the_audio(tmp_path, peak):
+    samples = load_audio(SPEECH)[:16000]
+    loud = tmp_path / "loud.wav"
+    with av.open(str(loud), "w") as container:
+        stream = container.add_stream("pcm_f32le", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray((samples / np.abs(samples).max() * peak)[None].astype(np.float32),
+                                           format="flt", layout="mono")
+        frame.sample_rate = 16000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run_cli("run", "--face", PORTRAIT, "--audio", loud, "-o", tmp_path / "out.mp4", "-q")
+    if peak < 32:
+        assert result.returncode == 0, result.stderr
+        assert np.abs(load_audio(loud)).max() == pytest.approx(1.0)
+    else:
+        assert "loud.wav: audio samples reach 1e+30, far outside -1..1" in one_line_error(result)
+
+
+def test_an_input_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path):
+    shutil.copy(speech_clip(tmp_path), tmp_path / "pipe:0.mp4")
+    result = subprocess.run([sys.executable, "-c", "from edge_retalk.cli import main; main()", "run", "--face", PORTRAIT,
+                             "--audio", "pipe:0.mp4", "-o", "out.mp4", "-q"], cwd=tmp_path, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert load_audio(tmp_path / "out.mp4").size == pytest.approx(16000, abs=1600)
+
+
+def test_an_output_name_longer_than_the_file_system_allows_is_one_line(tmp_path):
+    result = run_cli("run", "--face", PORTRAIT, "--audio", SPEECH, "-o", tmp_path / ("x" * 300 + ".mp4"), "-q")
+    assert "cannot be an output (File name too long)" in one_line_error(result)
