@@ -23,8 +23,17 @@ try:
 except PackageNotFoundError:
     __version__ = "0.0.0"
 
-from .api import LipSync, LiveFrame, LiveStream  # noqa: E402
-from .avatar import prepare_avatar  # noqa: E402
-from .file_mode import RunReport  # noqa: E402
+_FRONT_DOOR = {"LipSync": ".api", "LiveFrame": ".api", "LiveStream": ".api", "prepare_avatar": ".avatar",
+               "RunReport": ".file_mode"}
+
+
+def __getattr__(name: str):
+    """The front door loads on first use (numpy, OpenCV, PyAV: a quarter of a second), so that the
+    `edge-retalk` command imports it inside its Ctrl-C guard (`launcher`)."""
+    if name not in _FRONT_DOOR:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_FRONT_DOOR[name], __name__), name)
 
 __all__ = ["EdgeRetalkError", "LipSync", "LiveFrame", "LiveStream", "RunReport", "__version__", "prepare_avatar"]

@@ -1,5 +1,5 @@
 """`python -m edge_retalk` is the `edge-retalk` command."""
 
-from .cli import main
+from .launcher import main
 
 main()

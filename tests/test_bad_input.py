@@ -218,3 +218,19 @@ def test_overlapping_native_silences_give_stderr_back(tmp_path):
     silences[1].__exit__(None, None, None)
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+@pytest.mark.parametrize("after", [0.02, 0.1, 0.2])
+def test_ctrl_c_while_modules_import_is_one_line_and_exit_130(after):
+    """The command as installed (`edge_retalk.launcher:main`), interrupted while numpy, OpenCV
+    and PyAV load (they take a quarter of a second): one line, exit 130, no traceback."""
+    code = ("import sys; sys.stderr.write('started\\n'); sys.stderr.flush(); "
+            "from edge_retalk.launcher import main; sys.argv[1:] = ['devices']; main()")
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True)
+    assert process.stderr.readline() == "started\n"
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130, rest
+    assert rest.strip() == "interrupted", rest
