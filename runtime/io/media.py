@@ -218,6 +218,7 @@ def load_audio(path: Path, sample_rate: int = 16000, max_seconds: float | None =
     for frame in iter_audio_frames(path, sample_rate, "mono", "flt"):
         chunk = frame.to_ndarray().reshape(-1)
         if limit is not None and count + chunk.size > limit:
+            del buffer  # not kept alive by the exception's traceback until the next garbage collection
             raise AudioTooLong(f"{path}: speech longer than {max_seconds:g} s")
         if count + chunk.size > buffer.size:
             buffer = np.resize(buffer, max(count + chunk.size, int(buffer.size * 1.5)))
@@ -228,7 +229,7 @@ def load_audio(path: Path, sample_rate: int = 16000, max_seconds: float | None =
         raise EdgeRetalkError(f"{path}: audio has no samples")
     if not np.all(np.isfinite(samples)):
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
-    peak = float(np.max(np.abs(samples)))
+    peak = max(float(samples.max()), -float(samples.min()))  # no temporary the size of the audio
     if peak > MAX_FLOAT_PEAK:
         raise EdgeRetalkError(f"{path}: audio samples reach {peak:.3g}, far outside -1..1 (float audio written "
                               "without scaling?); normalise it first")

@@ -402,10 +402,12 @@ async def _read_pcm(request: web.Request, rate: int, seconds: float) -> np.ndarr
     limit = int(max(seconds, 0) * rate) * 2
     if request.content_length is not None and request.content_length > limit:
         raise too_long
-    decoder = PcmDecoder(rate)
+    decoder, parts = PcmDecoder(rate), []
     try:
-        parts = [decoder.decode(chunk) async for chunk in _body_chunks(request, limit)]
+        async for chunk in _body_chunks(request, limit):
+            parts.append(decoder.decode(chunk))
     except web.HTTPRequestEntityTooLarge:
+        parts.clear()  # not kept alive by the exception's traceback until the next garbage collection
         raise too_long from None
     return np.concatenate(parts)
 
