@@ -13,12 +13,10 @@ The cache lives in $EDGE_RETALK_CACHE, else $XDG_CACHE_HOME/edge-retalk, else ~/
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engines import engine_installed, open_model
+from ..engines.cache import cache_dir, load_cache, save_cache
 from ..errors import EdgeRetalkError
 from .profiles import read_system_file
 
@@ -50,13 +49,6 @@ def machine() -> dict:
 def machine_key(found: dict | None = None) -> str:
     found = found or machine()
     return f"{found['cpu']} | {'+'.join(found['isa']) or 'no int8 isa'} | {found['cores']} cores | {found['arch']}"
-
-
-def cache_dir() -> Path:
-    """Where edge-retalk keeps what it measured or compiled on this machine."""
-    if os.environ.get("EDGE_RETALK_CACHE"):
-        return Path(os.environ["EDGE_RETALK_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-retalk"
 
 
 def cache_file() -> Path:
@@ -87,26 +79,6 @@ class Choice:
         figures = ", ".join(f"{m.file} {m.ms:.1f} ms" if m.ms is not None else f"{m.file} (cannot run: {m.error})"
                             for m in self.measured)
         return f"{self.network}, {self.threads} thread(s): {self.chosen} ({figures}; measured {self.when})"
-
-
-def load_cache(path: Path | None = None) -> dict:
-    """A JSON cache file in the cache folder (default: the autotune's); empty if absent or unreadable."""
-    try:
-        return json.loads((path or cache_file()).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def save_cache(cache: dict, path: Path | None = None) -> None:
-    """Write a cache file atomically; a cache that cannot be written only means working it out again."""
-    path = path or cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}-", delete=False) as handle:
-            json.dump(cache, handle, indent=1)
-        os.replace(handle.name, path)
-    except OSError:
-        pass
 
 
 def _signature(candidates: list[Path]) -> str:
@@ -150,7 +122,7 @@ def fastest(network: str, candidates: list[Path], threads: int) -> Path:
     candidates = [p for p in candidates if p.is_file()]
     if len(candidates) <= 1:
         return candidates[0]
-    cache = load_cache()
+    cache = load_cache(cache_file())
     key = machine_key()
     chosen, reason = _remembered(cache.get(key, {}).get(f"{network}|{threads}"), candidates)
     if chosen is not None:
@@ -164,13 +136,13 @@ def fastest(network: str, candidates: list[Path], threads: int) -> Path:
     best = min(runnable, key=lambda m: m.ms)
     choice = Choice(network, threads, best.file, measured, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     cache.setdefault(key, {})[f"{network}|{threads}"] = {"signature": _signature(candidates), "choice": asdict(choice)}
-    save_cache(cache)
+    save_cache(cache, cache_file())
     return next(p for p in candidates if p.name == best.file)
 
 
 def choices() -> list[Choice]:
     """Every choice cached for this machine."""
-    entries = load_cache().get(machine_key(), {})
+    entries = load_cache(cache_file()).get(machine_key(), {})
     found = []
     for entry in entries.values():
         data = dict(entry["choice"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import EdgeRetalkError
 from ..io.schema import bounded, from_json, read_json
+from .cache import cache_dir, load_cache, save_cache
 
 MANIFEST_SUFFIX = ".json"
 
@@ -70,8 +71,6 @@ def matches_digest(path: Path, digest: str) -> bool:
     device, inode, size, modification time and status-change time, which no one can set back) is
     not read again: hashing the 36 MB INT8 Wav2Lip took 45 ms of every start on the Xeon, and
     several times that on a board. Files that matched are remembered in the cache folder."""
-    from ..devices.autotune import cache_dir, load_cache, save_cache
-
     state = path.stat()
     identity = [str(path.resolve()), state.st_dev, state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns]
     record = cache_dir() / "verified.json"

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ..devices.autotune import cache_dir
 from ..errors import EdgeRetalkError
+from .cache import cache_dir
 
 
 CONVERTER = "openvino.tools.ovc"
