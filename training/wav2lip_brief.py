@@ -29,7 +29,7 @@ from ..audio.features import log_mel
 from ..export.models.wav2lip import FACE_SIZE, Wav2Lip
 from ..io.media import iter_video_frames
 from ..generators.neural import face_box, wav2lip_inputs
-from ..devices.profiles import read_system_file
+from ..devices.system import read_system_file
 from ..quant.calibration import MEL_STEPS
 from .state import resume_state, save_state
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..engines import engine_installed, open_model
 from ..engines.cache import cache_dir, load_cache, save_cache
 from ..errors import EdgeRetalkError
-from .profiles import read_system_file
+from .system import read_system_file
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
 WARMUP_RUNS = 3

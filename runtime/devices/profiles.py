@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from ..boards import BOARDS_DIR
 from ..errors import EdgeRetalkError
 from ..engines.formats import FORMATS, ExportFormat
+from .system import read_system_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,16 +108,6 @@ def load_profile(path: Path) -> BoardProfile:
 def profiles() -> dict[str, BoardProfile]:
     """Every shipped profile, by name."""
     return {p.name: p for p in (load_profile(f) for f in sorted(BOARDS_DIR.glob("*.toml")))}
-
-
-def read_system_file(path: str, keep_nul: bool = False) -> str:
-    """A /proc or /sys file as text (empty where it does not exist); device-tree strings end in
-    NUL, which is dropped unless `keep_nul` (a list of strings separated by it)."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    return text if keep_nul else text.replace("\x00", "")
 
 
 def detect(root: Path = Path("/"), arch: str | None = None) -> tuple[BoardProfile, str]:
