@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..audio.features import SAMPLE_RATE
 from ..errors import EdgeRetalkError
 from ..io.quiet import native_stderr_silenced
-from .audio_sources import PcmDecoder, ThreadedSource
+from .source_base import PcmDecoder, ThreadedSource
 from .speech_queue import CHUNK_SECONDS
 from .timeline import AudioTimeline
 

@@ -39,7 +39,7 @@ from aiohttp import HttpVersion11, WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..audio.features import SAMPLE_RATE
-from .audio_sources import PcmDecoder
+from .source_base import PcmDecoder
 from .say_route import SayService, post_say
 from .speech_queue import QueueFull, SpeechQueue
 from ..errors import EdgeRetalkError
