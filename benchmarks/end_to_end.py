@@ -25,7 +25,7 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from edge_retalk.file_mode import RunOptions, lipsync
-from edge_retalk.devices.timing import peak_memory_mb
+from edge_retalk.io.timing import peak_memory_mb
 face, out, preset, threads = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 report = lipsync(face, face, out, RunOptions(preset=preset, threads=threads))
 print(json.dumps({"frames": report.frames, "seconds": report.seconds,

@@ -34,7 +34,7 @@ from edge_retalk.quality.metrics import best_lag
 from edge_retalk.models import model_path
 from edge_retalk.audio.features import frame_energy_db
 from edge_retalk.face.landmarks import mouth_opening
-from edge_retalk.devices.timing import memory_mb
+from edge_retalk.io.timing import memory_mb
 from edge_retalk.face.tracker import FaceTracker
 
 CHUNK = SAMPLE_RATE // 50

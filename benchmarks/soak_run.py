@@ -20,7 +20,7 @@ import numpy as np
 from edge_retalk.io.media import load_audio
 from edge_retalk.models import model_path
 from edge_retalk.file_mode import RunOptions, lipsync
-from edge_retalk.devices.timing import memory_mb
+from edge_retalk.io.timing import memory_mb
 
 
 @click.command()

@@ -25,7 +25,7 @@ from .devices.profiles import DEFAULT_BATCH
 from .io.video_writer import DEFAULT_PRESET, VideoWriter
 from .io.face_sources import face_frames
 from .io.workers import ReadAhead, WriteBehind, raise_if_interrupted
-from .devices.timing import stage
+from .io.timing import stage
 
 log = logging.getLogger(__name__)
 

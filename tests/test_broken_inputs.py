@@ -225,7 +225,7 @@ def test_an_hour_of_audio_keeps_memory_bounded(tmp_path, track):
     envelope = np.repeat(rng.random(3600 * 4) > 0.3, 4000).astype(np.float32)
     write_audio(hour, rng.standard_normal(3600 * 16000).astype(np.float32) * 0.1 * envelope, 16000)
     code = ("from pathlib import Path; from edge_retalk.io.media import load_audio; "
-            "from edge_retalk.devices.timing import peak_memory_mb; "
+            "from edge_retalk.io.timing import peak_memory_mb; "
             f"s = load_audio(Path('{hour}')); {track}; "
             "print(len(o), int(peak_memory_mb()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 from rich.table import Table
 
-from . import timing
+from ..io import timing
 from .profiles import BoardProfile
-from .timing import STAGES
+from ..io.timing import STAGES
 from ..errors import EdgeRetalkError
 from ..io.media import read_image
 from ..io.video_writer import VideoWriter

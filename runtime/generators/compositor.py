@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..devices.timing import stage
+from ..io.timing import stage
 from ..face.landmarks import CHIN, FACE_OVAL, MOUTH_CORNERS, NOSE_BASE, face_height
 
 MOUTH_REGION_WIDTH = 0.85

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EdgeRetalkError
 from .media import FaceInfo, iter_video_frames, read_image
-from ..devices.timing import stage
+from .timing import stage
 from ..face.tracker import FaceTracker
 
 TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]

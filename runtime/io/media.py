@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EdgeRetalkError
 from .quiet import native_stderr_silenced
-from ..devices.timing import stage
+from .timing import stage
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 
-from ..devices.timing import stage
+from .timing import stage
 from ..errors import EdgeRetalkError
 from .media import iter_audio_frames, open_container
 from .workers import mark_partial, partial_output, unmark_partial

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..audio.features import SAMPLE_RATE
 from ..avatar import Avatar
-from ..devices.timing import memory_mb, peak_memory_mb
+from ..io.timing import memory_mb, peak_memory_mb
 from ..errors import EdgeRetalkError
 from ..generators import LiveGenerator, open_generator
 from ..generators.learned import is_enrolled
