@@ -34,6 +34,7 @@ from .errors import EdgeRetalkError
 from .file_mode import ProgressCallback, RunOptions, RunReport, SyncedFrames, face_info, lipsync
 from .generators.painted import RENDERERS, RenderOptions
 from .io.media import check_readable, load_audio, pcm_samples
+from .io.script import read_subtitles, read_transcript
 from .io.video_writer import DEFAULT_PRESET, PRESETS
 from .live.speech_queue import SpeechQueue
 from .live.loop import LiveOptions, LiveReport, live_driver, run_live, with_avatar_networks
@@ -118,14 +119,21 @@ class LipSync:
 
     def run(self, face: str | Path, audio: str | Path, output: str | Path, *, crf: int = 18,
             preset: str = DEFAULT_PRESET, photo_fps: float = 25.0, watermark: bool = False,
-            on_progress: ProgressCallback | None = None) -> RunReport:
-        """Rewrite the mouth of `face` (video or photo) to match `audio` and write `output` (.mp4)."""
+            on_progress: ProgressCallback | None = None, transcript: str | Path | None = None,
+            subtitles: str | Path | None = None) -> RunReport:
+        """Rewrite the mouth of `face` (video or photo) to match `audio` and write `output` (.mp4).
+        The words of a `transcript` (plain text) or `subtitles` (SRT or WebVTT), aligned to the
+        speech, close the lips on m/b/p and shape them where the aligner is sure (`align` extra)."""
         face, audio, output = _path(face, "face"), _path(audio, "audio"), _path(output, "output")
+        if transcript is not None and subtitles is not None:
+            raise EdgeRetalkError("give a transcript or subtitles, not both")
+        script = (read_transcript(_path(transcript, "transcript")) if transcript is not None
+                  else read_subtitles(_path(subtitles, "subtitles")) if subtitles is not None else ())
         if on_progress is not None and not callable(on_progress):
             raise EdgeRetalkError(f"on_progress must be a function of (done, total), not {type(on_progress).__name__}")
         options = self.options(crf=_number(crf, "crf", 0, 51, whole=True), preset=_choice(preset, "preset", PRESETS),
                                watermark=bool(watermark), photo_fps=_fps(photo_fps))
-        return lipsync(face, audio, output, options, on_progress)
+        return lipsync(face, audio, output, options, on_progress, script=script)
 
     def say(self, avatar: str | Path, text: str, output: str | Path, *, voice: str | None = None, crf: int = 18,
             preset: str = DEFAULT_PRESET, photo_fps: float = 25.0, watermark: bool = False,

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .audio.features import SAMPLE_RATE
+from .audio.alignment import align
 from .audio.visemes import Phone
 from .provenance.content_credentials import SigningKey
 from .errors import EdgeRetalkError
@@ -20,6 +21,7 @@ from .generators.painted import RenderOptions
 from .generators import open_generator, tracking_interval_of
 from .generators.learned import LearnedGenerator
 from .provenance.labels import SyntheticLabel, draw_watermark
+from .io.script import Cue
 from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
 from .devices.profiles import DEFAULT_BATCH
 from .io.video_writer import DEFAULT_PRESET, VideoWriter
@@ -171,9 +173,11 @@ def face_info(face: Path | np.ndarray, photo_fps: Fraction = PHOTO_FPS) -> FaceI
 
 
 def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: RunOptions | None = None,
-            on_progress: ProgressCallback | None = None, phones: Sequence[Phone] = ()) -> RunReport:
+            on_progress: ProgressCallback | None = None, phones: Sequence[Phone] = (),
+            script: Sequence[Cue] = ()) -> RunReport:
     """Rewrite the mouth of `face` to match `audio` and write `output` (video plus that audio);
-    timed `phones` of the speech, where known, steer the mouth to their shapes."""
+    timed `phones` of the speech, where known, steer the mouth to their shapes; so do the words
+    of a `script` (transcript or subtitles), aligned to the speech."""
     face, audio, output = Path(face), Path(audio), Path(output)
     options = options or RunOptions()
     started = time.perf_counter()
@@ -181,7 +185,11 @@ def lipsync(face: Path | str, audio: Path | str, output: Path | str, options: Ru
     check_readable(audio)
     check_output(output, face, audio)
     info = face_info(face, options.photo_fps)
-    frames = SyncedFrames(info, load_audio(audio), options, phones)
+    samples = load_audio(audio)
+    if script:
+        with stage("align"):
+            phones = align(samples, script).phones
+    frames = SyncedFrames(info, samples, options, phones)
     try:
         label = SyntheticLabel(frames.generator.name, options.signing_key) if options.label else None
         with VideoWriter(output, info.width, info.height, info.fps, audio, options.crf, options.preset,

@@ -60,17 +60,21 @@ def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **se
 @click.option("--sign-cert", type=InputFile, help=SIGNING_HELP)
 @click.option("--sign-key", type=InputFile, help="Private key (PEM) of --sign-cert.")
 @click.option("--watermark", is_flag=True, help="Also show a small visible 'AI-generated' label.")
+@click.option("--transcript", type=InputFile, help="What the speech says (UTF-8 text): its words, aligned to the "
+              "speech, close the lips on m/b/p and shape them where the aligner is sure (the align extra).")
+@click.option("--subtitles", type=InputFile, help="Timed words of the speech (SRT or WebVTT), used as --transcript.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def run(ctx: click.Context, face: Path, audio: Path, output: Path, threads: int | None, device: str | None,
         models: Path, crf: int, preset: str, amplitude: float, renderer: str, photo_fps: float,
         generator: Path | None, batch: int | None, no_label: bool, sign_cert: Path | None, sign_key: Path | None,
-        watermark: bool, quiet: bool) -> None:
+        watermark: bool, transcript: Path | None, subtitles: Path | None, quiet: bool) -> None:
     """Lip-sync FACE to AUDIO and write OUTPUT."""
     sync = LipSync(device_of(ctx, device), generator=generator, renderer=renderer, amplitude=amplitude, models=models,
                    threads=threads, batch=batch, label=not no_label,
                    signing_key=signing_key(no_label, sign_cert, sign_key), on_note=say)
-    _run(sync, face, audio, output, quiet, crf=crf, preset=preset, photo_fps=photo_fps, watermark=watermark)
+    _run(sync, face, audio, output, quiet, crf=crf, preset=preset, photo_fps=photo_fps, watermark=watermark,
+         transcript=transcript, subtitles=subtitles)
 
 
 @click.command()

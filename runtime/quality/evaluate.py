@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from ..audio.features import SAMPLE_RATE, frame_energy_db
 from ..errors import EdgeRetalkError
 from ..face.landmarks import mouth_opening
 from ..io.media import iter_video_frames, load_audio, probe_face
+from ..io.script import Cue
 from ..io.video_writer import VideoWriter
 from .metrics import (
     MAX_PSNR, aligned_mouth_crops, best_lag, jitter, lip_landmark_distance, pearson, psnr, silence_leakage, ssim,
@@ -172,8 +173,10 @@ def _write_reversed(clip: Path, target: Path, fps: Fraction) -> int:
             cache.close()
 
 
-def evaluate_clip(clip: Path, protocol: str, out_dir: Path, options: RunOptions | None = None) -> ClipReport:
-    """Generate `clip`'s own speech on a face with the real mouth hidden, and score it."""
+def evaluate_clip(clip: Path, protocol: str, out_dir: Path, options: RunOptions | None = None,
+                  script: Sequence[Cue] = ()) -> ClipReport:
+    """Generate `clip`'s own speech on a face with the real mouth hidden, and score it; with the
+    words it says (`script`), aligned to its speech, steering the mouth."""
     if protocol not in PROTOCOLS:
         raise EdgeRetalkError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     info = probe_face(clip)
@@ -194,7 +197,8 @@ def evaluate_clip(clip: Path, protocol: str, out_dir: Path, options: RunOptions 
             _write_reversed(clip, face, info.fps)
             input_frames = lambda: iter_video_frames(face)  # noqa: E731
         base = options or RunOptions()
-        lipsync(face, audio, generated, RunOptions(threads=base.threads, render=base.render, photo_fps=info.fps))
+        lipsync(face, audio, generated, RunOptions(threads=base.threads, render=base.render, photo_fps=info.fps),
+                script=script)
         measured = measure_against(iter_video_frames(clip), {"generated": iter_video_frames(generated),
                                                               "input": input_frames()}, fps, n_frames)
         scored, baseline = measured["generated"], measured["input"]
