@@ -30,11 +30,11 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..export.models.mouth_renderer import MouthRenderer
-from ..face.frame import CropBox
+from ..face.frame import CropBox, apply
 from ..generators.painted import MouthRenderer as PaintedRenderer
 from ..face.landmarks import mouth_opening
 from ..audio.lip_shape import canonical_shape, shape_opening
-from ..quality.metrics import apply, psnr, ssim
+from ..quality.metrics import psnr, ssim
 from .state import resume_state, save_state
 from ..generators.mouth_interior import MouthInterior
 from ..generators.render_inputs import ROWS, blend_output, network_input, repaint_mask, shape_raster

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import HOP, N_FFT
-from ..face.frame import to_canonical
+from ..face.frame import apply, to_canonical
 from ..face.landmarks import CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LIPS, SHAPE_POINTS
-from ..quality.metrics import apply
 from .mouth_opening import mel_centre, voiced
 
 MEL_BEFORE = 26

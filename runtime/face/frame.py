@@ -13,7 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from .landmarks import EYE_OUTER_CORNERS, STABLE_POINTS
-from ..quality.metrics import apply, similarity_transform
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotation, uniform scale and translation taking `source` points onto `target` (2x3)."""
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    u, sigma, vt = np.linalg.svd(dst.T @ src)
+    flip = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ flip @ vt
+    scale = (sigma * np.diag(flip)).sum() / max((src ** 2).sum(), 1e-12)
+    matrix = scale * rotation
+    return np.hstack([matrix, (dst_mean - matrix @ src_mean)[:, None]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """`points` (..., 2) moved by the 2x3 affine `matrix`."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def normalise_template(stable: np.ndarray) -> np.ndarray:

@@ -31,11 +31,10 @@ from .compositor import Region, mouth_region, paste
 from .mouth_interior import MouthInterior
 from ..engines.network import Network
 from ..errors import EdgeRetalkError
-from ..face.frame import CropBox, invert
+from ..face.frame import CropBox, apply, invert
 from .painted import lip_warp_maps, polygon_mask
 from ..face.landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
                         face_height)
-from ..quality.metrics import apply
 from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, lip_motion, mel_windows
 from ..audio.lip_shape import samples_needed as shape_samples_needed
 from ..models import model_path

@@ -14,9 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..face.frame import CropBox
+from ..face.frame import CropBox, apply
 from ..face.landmarks import LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP
-from ..quality.metrics import apply
 
 ROWS = slice(24, 120)
 MASK_GROWTH = 0.1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..face.frame import apply, similarity_transform
 from ..face.landmarks import EYE_OUTER_CORNERS, LIPS, MOUTH_CORNERS, STABLE_POINTS
 
 MAX_PSNR = 100.0
@@ -20,22 +21,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if valid.sum() < 3 or np.std(a[valid]) < 1e-9 or np.std(b[valid]) < 1e-9:
         return 0.0
     return float(np.corrcoef(a[valid], b[valid])[0, 1])
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares rotation, uniform scale and translation taking `source` points onto `target` (2x3)."""
-    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
-    src, dst = source - src_mean, target - dst_mean
-    u, sigma, vt = np.linalg.svd(dst.T @ src)
-    flip = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ flip @ vt
-    scale = (sigma * np.diag(flip)).sum() / max((src ** 2).sum(), 1e-12)
-    matrix = scale * rotation
-    return np.hstack([matrix, (dst_mean - matrix @ src_mean)[:, None]])
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def inter_ocular(points: np.ndarray) -> np.ndarray:
