@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_retalk.generators.painted import RenderOptions
+from edge_retalk.generators.options import RenderOptions
 from edge_retalk.face.landmarks import MOUTH_CORNERS
 from edge_retalk.io.media import iter_video_frames, read_image
 from edge_retalk.models import model_path

@@ -32,7 +32,7 @@ from .avatar import Avatar
 from .devices.profiles import DeviceSettings, device_settings
 from .errors import EdgeRetalkError
 from .file_mode import ProgressCallback, RunOptions, RunReport, SyncedFrames, face_info, lipsync
-from .generators.painted import RENDERERS, RenderOptions
+from .generators.options import RENDERERS, RenderOptions
 from .io.media import check_readable, load_audio, pcm_samples
 from .io.script import read_subtitles, read_transcript
 from .io.video_writer import DEFAULT_PRESET, PRESETS

@@ -17,7 +17,7 @@ from .audio.alignment import align
 from .audio.visemes import Phone
 from .provenance.content_credentials import SigningKey
 from .errors import EdgeRetalkError
-from .generators.painted import RenderOptions
+from .generators.options import RenderOptions
 from .generators import open_generator, tracking_interval_of
 from .generators.learned import LearnedGenerator
 from .provenance.labels import SyntheticLabel, draw_watermark

@@ -13,7 +13,7 @@ from ..avatar import prepare_avatar
 from ..engines.formats import BOARD_ONLY_FORMATS, FORMATS as EXPORT_FORMATS
 from ..errors import EdgeRetalkError
 from ..file_mode import RunReport
-from ..generators.painted import RENDERERS
+from ..generators.options import RENDERERS
 from ..devices.profiles import DEFAULT_BATCH
 from ..io.video_writer import DEFAULT_PRESET, PRESETS
 from ..models import model_path

@@ -9,7 +9,7 @@ import click
 
 from ..devices.profiles import device_settings
 from ..errors import EdgeRetalkError
-from ..generators.painted import RENDERERS, RenderOptions
+from ..generators.options import RENDERERS, RenderOptions
 from ..live.microphone import list_audio_devices as audio_devices
 from ..live.loop import LiveOptions
 from ..live.session import LiveSetup, run_session

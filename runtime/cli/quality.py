@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import EdgeRetalkError
 from ..file_mode import RunOptions
-from ..generators.painted import RENDERERS, RenderOptions
+from ..generators.options import RENDERERS, RenderOptions
 from ..provenance.labels import inspect_file
 from ..quality.evaluate import PROTOCOLS, evaluate_clip, score_generated
 from ..quality.report import summary_table, write_report

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..api import LipSync
-from ..generators.painted import RENDERERS
+from ..generators.options import RENDERERS
 from ..tts import VOICES, TtsOptions
 from .common import DEVICE_HELP, RENDERER_HELP, GeneratorPath, OutputFile, ProgressBar, device_of, say, signing_key
 

@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import EdgeRetalkError
 from .learned import LearnedGenerator, LearnedOptions
 from .neural import NeuralGenerator
-from .painted import RENDERERS, PaintedGenerator, RenderOptions
+from .options import RENDERERS, RenderOptions
+from .painted import PaintedGenerator
 
 
 class LiveGenerator(Protocol):

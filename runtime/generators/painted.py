@@ -10,13 +10,13 @@ result is blended back through the feathered lip-region mask, so nothing outside
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .compositor import Region, face_axes, mouth_region, mouth_region_outline, paste
+from .options import RenderOptions
 from ..face.landmarks import (
     CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP,
     UPPER_OUTER_LIP, face_height,
@@ -30,20 +30,6 @@ CHIN_POINTS = {18: 0.68, 200: 0.62, 199: 0.5, 83: 0.55, 313: 0.55, 201: 0.4, 421
 MAX_OPENING = 0.16
 TEETH_FROM = 0.012
 GRID_CELLS = 24
-
-
-RENDERERS = ("learned", "network", "painted")
-"""learned: the face's own lips moved to the learned lip shape, the network painting the open
-mouth; network: the network painting the whole lip area (softer); painted: no network at all."""
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """Which built-in renderer draws the mouth, and how wide the mouth moves relative to the
-    speaker's typical range."""
-
-    amplitude: float = 1.0
-    renderer: str = "learned"
 
 
 def _tps_backward_map(targets: np.ndarray, offsets: np.ndarray, query: np.ndarray, unit: float) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..io.timing import memory_mb, peak_memory_mb
 from ..errors import EdgeRetalkError
 from ..generators import LiveGenerator, open_generator
 from ..generators.learned import is_enrolled
-from ..generators.painted import RenderOptions
+from ..generators.options import RenderOptions
 from ..io.workers import ReadAhead
 from ..provenance.labels import draw_watermark
 from .clock import Clock, RealClock
