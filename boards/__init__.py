@@ -1,4 +1,4 @@
-"""Board profiles (one TOML data file per device) live in this folder; runtime/profiles.py reads them."""
+"""Board profiles (one TOML data file per device) live in this folder; runtime/devices/profiles.py reads them (`edge_retalk.devices.profiles`)."""
 
 from pathlib import Path
 
