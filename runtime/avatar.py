@@ -34,7 +34,7 @@ from .io.media import (MAX_SIDE, FaceInfo, check_readable, iter_video_frames, op
                        read_image)
 from .io.schema import bounded, from_json, read_json
 from .io.video_writer import VideoWriter, apply_umask
-from .io.face_sources import FrameCache, ping_pong_index
+from .face.sources import FrameCache, ping_pong_index
 from .io.workers import partial_output, raise_if_interrupted
 from .face.tracker import FaceTracker
 

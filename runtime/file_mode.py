@@ -25,7 +25,7 @@ from .io.script import Cue
 from .io.media import PHOTO_FPS, FaceInfo, check_readable, load_audio, probe_face
 from .devices.profiles import DEFAULT_BATCH
 from .io.video_writer import DEFAULT_PRESET, VideoWriter
-from .io.face_sources import face_frames
+from .face.sources import face_frames
 from .io.workers import ReadAhead, WriteBehind, raise_if_interrupted
 from .io.timing import stage
 

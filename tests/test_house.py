@@ -56,8 +56,6 @@ KNOWN_CLIMBS: set[tuple[str, str]] = {
     ("devices.bench", "live.loop"),
     # imports apply() through the metrics; it is in face/frame.py now (file being edited by its owner)
     ("generators.mouth_interior", "quality.metrics"),
-    # the face sources run the tracker: they belong in face/, not io/
-    ("io.face_sources", "face.tracker"),
     # a type annotation only (TYPE_CHECKING): the writer burns in the label it is given
     ("io.video_writer", "provenance.labels"),
 }

@@ -19,14 +19,14 @@ import pytest
 from conftest import manifest, run_cli
 from edge_retalk import EdgeRetalkError
 from edge_retalk.file_mode import RunOptions, lipsync
-from edge_retalk.io import face_sources
+from edge_retalk.face import sources as face_sources
 from edge_retalk.provenance import watermark
 from edge_retalk.generators.compositor import mouth_region
 from edge_retalk.generators.painted import PaintedGenerator
 from edge_retalk.generators.learned import LearnedGenerator
 from edge_retalk.audio.lip_shape import shape_opening
 from edge_retalk.face.landmarks import mouth_opening
-from edge_retalk.io.face_sources import FrameCache, FrameTail, replay_store
+from edge_retalk.face.sources import FrameCache, FrameTail, replay_store
 from edge_retalk.io.media import iter_video_frames, load_audio, probe_face
 from edge_retalk.io.video_writer import VideoWriter
 from edge_retalk.face.tracker import FaceTracker

@@ -6,7 +6,7 @@ import numpy as np
 from edge_retalk.face.landmarks import LIPS, face_height
 from edge_retalk.io.media import iter_video_frames, read_image
 from edge_retalk.face.tracker import FaceDetector, FaceTracker
-from edge_retalk.io.face_sources import tracked
+from edge_retalk.face.sources import tracked
 
 
 def test_photo_landmarks_sit_on_the_face(data):

@@ -29,7 +29,7 @@ from .metrics import (
 )
 from ..audio.mouth_opening import silence_mask
 from ..file_mode import RunOptions, lipsync
-from ..io.face_sources import FrameCache
+from ..face.sources import FrameCache
 from ..face.tracker import FaceTracker
 
 PROTOCOLS = ("photo", "dub")

@@ -18,9 +18,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import EdgeRetalkError
-from .media import FaceInfo, iter_video_frames, read_image
-from .timing import stage
-from ..face.tracker import FaceTracker
+from ..io.media import FaceInfo, iter_video_frames, read_image
+from ..io.timing import stage
+from .tracker import FaceTracker
 
 TrackedFrame = tuple[np.ndarray, "np.ndarray | None"]
 
