@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..export.models.mouth_renderer import MouthRenderer
 from ..face.frame import CropBox, apply
-from ..generators.painted import MouthRenderer as PaintedRenderer
+from ..generators.painted import PaintedRenderer
 from ..face.landmarks import mouth_opening
 from ..audio.lip_shape import canonical_shape, shape_opening
 from ..quality.metrics import psnr, ssim

@@ -128,7 +128,7 @@ def _warp_maps(region: Region, upper: tuple[np.ndarray, np.ndarray], lower: tupl
     return map_x, map_y
 
 
-class MouthRenderer:
+class PaintedRenderer:
     """Moves one face's lips to a target opening and paints the mouth interior."""
 
     def __init__(self, options: RenderOptions | None = None):
@@ -208,14 +208,14 @@ class MouthRenderer:
 
 
 class PaintedGenerator:
-    """Audio-driven opening track plus `MouthRenderer`: the lip generator without networks."""
+    """Audio-driven opening track plus `PaintedRenderer`: the lip generator without networks."""
 
     name = "painted"
     tracking_interval = 1
 
     def __init__(self, model_file: Path | None = None, options: RenderOptions | None = None):
         self.model = MouthModel.load(model_file)
-        self.renderer = MouthRenderer(options)
+        self.renderer = PaintedRenderer(options)
         self._openings = np.zeros(0)
 
     def target_opening(self, z: np.ndarray, silent: np.ndarray) -> np.ndarray:
