@@ -36,6 +36,7 @@ ROOMS = (
     "file_mode",
     "say",
     "live",
+    "bench",       # drives whole file and live runs and times them
     "quality",     # evaluation: runs whole pipelines
     "api",
     "quant", "export", "training",
@@ -47,13 +48,6 @@ ROOMS = (
 KNOWN_CLIMBS: set[tuple[str, str]] = {
     # espeak's phonemizer, which depends on nothing, belongs below audio (audio/ or a text room)
     ("audio.alignment", "tts.phonemes"),
-    # bench drives whole runs (file mode, live, avatars): it belongs above them, as a layer over
-    # LipSync (issue 37, item 4), not in devices/
-    ("devices.bench", "avatar"),
-    ("devices.bench", "file_mode"),
-    ("devices.bench", "live.audio_sources"),
-    ("devices.bench", "live.clock"),
-    ("devices.bench", "live.loop"),
     # imports apply() through the metrics; it is in face/frame.py now (file being edited by its owner)
     ("generators.mouth_interior", "quality.metrics"),
     # a type annotation only (TYPE_CHECKING): the writer burns in the label it is given

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from ..devices import autotune
-from ..devices.bench import bench_table, make_workload, run_case_isolated, save
+from ..bench import bench_table, make_workload, run_case_isolated, save
 from ..devices.profiles import (available_providers, choose_generator, compare_candidates, detect, profiles,
                                 provider_options, resolve)
 from ..errors import EdgeRetalkError

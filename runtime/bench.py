@@ -22,18 +22,18 @@ import cv2
 import numpy as np
 from rich.table import Table
 
-from ..io import timing
-from .profiles import BoardProfile
-from ..io.timing import STAGES
-from ..errors import EdgeRetalkError
-from ..io.media import read_image
-from ..io.video_writer import VideoWriter
-from ..models import model_path
-from ..live.audio_sources import PacedFileSource
-from ..avatar import Avatar, prepare_avatar
-from ..live.clock import SimulatedClock
-from ..live.loop import LiveOptions, LiveReport, live_driver, run_live
-from ..file_mode import RunOptions, lipsync
+from .io import timing
+from .devices.profiles import BoardProfile
+from .io.timing import STAGES
+from .errors import EdgeRetalkError
+from .io.media import read_image
+from .io.video_writer import VideoWriter
+from .models import model_path
+from .live.audio_sources import PacedFileSource
+from .avatar import Avatar, prepare_avatar
+from .live.clock import SimulatedClock
+from .live.loop import LiveOptions, LiveReport, live_driver, run_live
+from .file_mode import RunOptions, lipsync
 
 WORKLOAD_SECONDS = 10
 WORKLOAD_FPS = 25
@@ -103,7 +103,7 @@ def run_case_isolated(face: Path, audio: Path, output: Path, generator: Path | N
                       threads: int, provider_options: dict[str, str] | None = None) -> CaseResult:
     """`run_case` in a child process."""
     code = ("import json, sys; from dataclasses import asdict; from pathlib import Path; "
-            "from edge_retalk.devices.bench import run_case; "
+            "from edge_retalk.bench import run_case; "
             "g = None if sys.argv[4] == '-' else Path(sys.argv[4]); p = None if sys.argv[5] == '-' else sys.argv[5]; "
             "print(json.dumps(asdict(run_case(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), g, p, "
             "int(sys.argv[6]), json.loads(sys.argv[7])))))")
