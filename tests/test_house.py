@@ -48,8 +48,6 @@ ROOMS = (
 KNOWN_CLIMBS: set[tuple[str, str]] = {
     # espeak's phonemizer, which depends on nothing, belongs below audio (audio/ or a text room)
     ("audio.alignment", "tts.phonemes"),
-    # imports apply() through the metrics; it is in face/frame.py now (file being edited by its owner)
-    ("generators.mouth_interior", "quality.metrics"),
     # a type annotation only (TYPE_CHECKING): the writer burns in the label it is given
     ("io.video_writer", "provenance.labels"),
 }

@@ -19,11 +19,10 @@ import click
 import numpy as np
 
 from ..audio.lip_shape import canonical_shape, shape_opening
-from ..face.frame import CropBox
+from ..face.frame import CropBox, apply
 from ..generators.mouth_interior import skin_colour
 from ..generators.painted import polygon_mask
 from ..generators.render_inputs import INNER_OUTLINE
-from ..quality.metrics import apply
 
 WIDE_OPEN = 0.13
 FRAMES_PER_RECORDING = 3

@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 
 from ..audio.lip_shape import shape_opening
-from ..face.frame import CropBox
+from ..face.frame import CropBox, apply
 from ..face.landmarks import LOWER_INNER_LIP, SHAPE_POINTS, UPPER_INNER_LIP
-from ..quality.metrics import apply
 from .painted import polygon_mask
 from .render_inputs import INNER_OUTLINE, OUTER_OUTLINE
 
