@@ -226,8 +226,10 @@ def test_ctrl_c_while_modules_import_is_one_line_and_exit_130(after):
     and PyAV load (they take a quarter of a second): one line, exit 130, no traceback."""
     code = ("import sys; sys.stderr.write('started\\n'); sys.stderr.flush(); "
             "from edge_retalk.launcher import main; sys.argv[1:] = ['devices']; main()")
+    # as from a shell: test runners' workers (pytest-xdist) ignore SIGINT, which a child inherits,
+    # and Python only turns SIGINT into KeyboardInterrupt where it was not ignored at start
     process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stderr.readline() == "started\n"
     time.sleep(after)
     process.send_signal(signal.SIGINT)
