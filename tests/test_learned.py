@@ -289,3 +289,36 @@ def test_a_mouth_seen_open_lends_its_teeth_and_a_face_that_never_opened_gets_dra
     _, painted, generator = open_mouth(einstein)
     assert generator.renderer.interior is None
     assert drawn > 1.3 * painted, (drawn, painted)  # measured 0.74 against 0.48
+
+def test_a_dropped_live_frame_keeps_the_motion_without_running_the_speech_encoder(data, monkeypatch):
+    """When the live loop is behind it drops frames, and for those only keeps the motion in step:
+    the speech encoder (the costliest step) is not run again, the last window serves, and the
+    motion stays close to what encoding every frame gives."""
+    speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 4 * 16000]
+
+    def read(start: int, stop: int) -> np.ndarray:
+        """The stream's samples [start, stop), silence before its start and past its end."""
+        out = np.zeros(stop - start, np.float32)
+        first, last = max(start, 0), min(stop, len(speech))
+        out[first - start:last - start] = speech[first:last]
+        return out
+
+    image = cv2.imread(str(data / "portraits" / "photo_einstein.png"))
+    points = FaceTracker(25.0, smooth=False)(image)
+    tracks = {}
+    for drop_odd in (False, True):
+        live = LearnedGenerator().live(25.0)
+        calls = []
+        encode = live.generator.shapes.encoder.encode
+        monkeypatch.setattr(live.generator.shapes.encoder, "encode", lambda windows: calls.append(1) or encode(windows))
+        motion = []
+        for index in range(90):
+            if drop_odd and index % 2:
+                live.follow(index, read, False)
+            else:
+                live.render(image, points, index, read, False)
+            motion.append(live._recent[-1])
+        tracks[drop_odd] = np.array(motion)
+        assert len(calls) == (45 if drop_odd else 90)
+    every, half = tracks[False][:, 0], tracks[True][:, 0]
+    assert np.corrcoef(every, half)[0, 1] > 0.8 and 0.7 < half.std() / every.std() < 1.3

@@ -39,7 +39,7 @@ from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, lip_motio
 from ..audio.lip_shape import samples_needed as shape_samples_needed
 from ..models import model_path
 from ..audio.mouth_opening import silence_mask, smooth_latest, smooth_track
-from ..audio.speech_encoder import WINDOW_SAMPLES, SpeechEncoder, live_window_start
+from ..audio.speech_encoder import WINDOW_SAMPLES, SpeechEncoder, frame_inputs, live_window_start
 from ..audio.speech_encoder import samples_needed as speech_samples_needed
 from ..audio.streaming import Reader, RunningSpectrum, frame_mel
 from ..audio.visemes import Phone, steer
@@ -308,6 +308,8 @@ class LearnedLive:
         self._recent: deque[np.ndarray] = deque(maxlen=3)
         self._spectrum = RunningSpectrum(generator.shapes.typical_spectrum, bands=lambda mel: mel)
         self._quiet = 1.0
+        self._window: tuple[np.ndarray, np.ndarray] | None = None
+        """The last speech-encoder window: its first sample (1,) and its features (1, steps, C)."""
 
     def samples_needed(self, index: int) -> int:
         if self.generator.shapes.encoder is not None:
@@ -315,11 +317,22 @@ class LearnedLive:
         return shape_samples_needed(index, self.fps)
 
     def follow(self, index: int, read: Reader, silent: bool) -> None:
-        """Frame `index`'s motion, into the smoothing and the silence ramp, for a frame drawn or not."""
+        """Frame `index`'s motion, into the smoothing and the silence ramp, for a frame that is
+        dropped: the loop is behind, so the speech encoder is not run again (its last window
+        serves, the frame's position in it moved on)."""
+        self._step(index, read, silent, encode=False)
+
+    def _step(self, index: int, read: Reader, silent: bool, encode: bool) -> None:
+        """Frame `index`'s motion into the smoothing and the silence ramp; `encode`: run the speech
+        encoder on the frame's own window (else reuse the last one, where there is one)."""
         shapes = self.generator.shapes
         if shapes.encoder is not None:
-            start = int(live_window_start(index, self.fps))
-            inputs = shapes.encoder.for_live_frame(read(start, start + WINDOW_SAMPLES), index, self.fps)
+            if encode or self._window is None:
+                start = live_window_start(np.array([index]), self.fps)
+                window = read(int(start[0]), int(start[0]) + WINDOW_SAMPLES)
+                self._window = start, shapes.encoder.encode(window[None])
+            start, features = self._window
+            inputs = frame_inputs(features, start, np.zeros(1, np.int64), np.array([index]), self.fps)
         else:
             mel, offset, spectrum = frame_mel(read, self._spectrum, index, self.fps, MEL_BEFORE,
                                               self.samples_needed(index))
@@ -330,5 +343,5 @@ class LearnedLive:
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
                silent: bool) -> np.ndarray:
-        self.follow(index, read, silent)
+        self._step(index, read, silent, encode=True)
         return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))
