@@ -104,7 +104,7 @@ class MouthInterior:
         light = np.maximum(light, np.where(lower, 0.75 * shade * gap, 0.0))
         skin = skin_colour(crop, xy)
         tint = np.clip((skin.max() - skin.min()) / max(float(skin.max()), 1.0) / 0.25, 0.0, 1.0)
-        teeth = (TEETH_OVER_SKIN * skin).mean() * (0.9 + 0.1 * skin / max(float(skin.mean()), 1.0))
+        teeth = (TEETH_OVER_SKIN * skin).mean() * (0.75 + 0.25 * skin / max(float(skin.mean()), 1.0))
         inside = np.where(tongue[..., None], TONGUE_OVER_SKIN, CAVITY_OVER_SKIN) * skin
         inside = tint * inside + (1 - tint) * inside.mean(axis=-1, keepdims=True)
         colour = cv2.GaussianBlur(inside * (1 - light[..., None]) + teeth * light[..., None], (0, 0), 0.6)
