@@ -5,7 +5,9 @@ runs in a process of its own with the real speech queue, so its peak memory (VmH
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import random
 import re
 import socket
@@ -22,6 +24,7 @@ import av
 import numpy as np
 import pytest
 
+from edge_retalk import prepare_avatar
 from edge_retalk.audio.features import SAMPLE_RATE
 from edge_retalk.errors import EdgeRetalkError
 from edge_retalk.io.media import AudioTooLong, load_audio
@@ -29,6 +32,11 @@ from edge_retalk.live.speech_queue import MAX_QUEUED_SECONDS, QueueFull, SpeechQ
 from edge_retalk.models import model_path
 
 MEMORY_BUDGET_MB = 100
+AHEAD_SECONDS = 20
+AHEAD_BUDGET_MB = 20
+"""What a stdin or TCP sender may raise live mode's peak memory by: --max-ahead-seconds 20 queues
+1.3 MB of float32, the rest is the loop's working set settling (measured: 2.2 MB). The half hour a
+flood offers would be 115 MB of float32 if the source did not wait."""
 """The default queue's 600 s (38 MB of float32), one upload decoded up to that limit before it is
 refused (38 MB more), and the decoders' working set; measured: about 75 MB."""
 
@@ -284,3 +292,68 @@ def test_malformed_http_and_a_bounded_fuzz_never_get_5xx_or_a_traceback(kiosk):
     log = kiosk.log()
     assert "Traceback" not in log, log
     assert all(one_line(line) for line in log.splitlines())
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bundle") / "still"
+    prepare_avatar(model_path("demo_portrait.png"), folder, loop_seconds=1.0, still=True)
+    return folder
+
+
+def peak_mb(pid: int) -> float:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+
+
+@pytest.mark.parametrize("source", ["stdin", "tcp"])
+def test_a_sender_far_faster_than_real_time_waits_and_cannot_raise_live_memory(bundle, data, source):
+    """A sender offers half an hour of real speech as fast as it can: live mode reads it only
+    --max-ahead-seconds ahead of the frames (the sender is slowed to real time), and its peak
+    memory grows by less than AHEAD_BUDGET_MB."""
+    speech = np.resize(load_audio(data / "speech" / "musetalk_eng_60s.wav"), 1800 * SAMPLE_RATE)
+    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    spec = "stdin" if source == "stdin" else "tcp://127.0.0.1:0"
+    process = subprocess.Popen([sys.executable, "-c", "from edge_retalk.cli import main; main()", "live",
+                                "--avatar", str(bundle), "--audio-source", spec, "--no-serve", "--no-window",
+                                "--renderer", "painted", "--max-ahead-seconds", str(AHEAD_SECONDS),
+                                "--duration", "30"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        line = b""
+        while b"listening to" not in line:
+            line = process.stderr.readline()
+            assert line, "live ended before listening"
+        if source == "stdin":
+            sender = process.stdin
+            os.set_blocking(sender.fileno(), False)
+            send = functools.partial(os.write, sender.fileno())
+        else:
+            sender = socket.create_connection(("127.0.0.1", int(line.strip().rsplit(b":", 1)[1])))
+            sender.setblocking(False)
+            send = sender.send
+        sent = 0
+        while sent < 2 * SAMPLE_RATE * 2:  # two seconds, then the loop settles before its memory is read
+            sent += send(pcm[sent:sent + 4096])
+        time.sleep(4)
+        assert process.poll() is None, process.stderr.read().decode()
+        settled_mb, began = peak_mb(process.pid), time.monotonic()
+        while time.monotonic() - began < 10 and sent < len(pcm):
+            try:
+                sent += send(pcm[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+        elapsed = time.monotonic() - began
+        grown = peak_mb(process.pid) - settled_mb
+        if source == "tcp":
+            sender.close()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    log = process.stderr.read().decode()
+    print(f"{source}: {sent / 2 / SAMPLE_RATE:.0f} s taken in {elapsed:.1f} s, peak +{grown:.1f} MB")
+    sent_seconds = sent / 2 / SAMPLE_RATE
+    # a pipe holds 64 kB (2 s); a loopback socket's buffers a few MB more
+    slack = 3 if source == "stdin" else 8 * 2**20 / 2 / SAMPLE_RATE
+    assert sent_seconds < AHEAD_SECONDS + 6 + elapsed + slack, (sent_seconds, elapsed)
+    assert grown < AHEAD_BUDGET_MB, grown
+    assert "Traceback" not in log, log

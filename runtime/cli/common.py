@@ -21,6 +21,19 @@ PROGRESS_AFTER_SECONDS = 1.0
 InputFile = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 OutputFile = click.Path(dir_okay=False, path_type=Path)
 GeneratorPath = click.Path(exists=True, readable=True, path_type=Path)
+
+
+class Seconds(click.FloatRange):
+    """A duration within bounds that is a number: click's FloatRange lets NaN through (every
+    comparison with it is false), and a NaN limit or duration never triggers."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 DEVICE_HELP = "Board profile (see `edge-retalk devices`), or auto to recognise this machine."
 RENDERER_HELP = ("Built-in mouth renderer: learned (the face's own lips moved to the learned lip shape, the network "
                  "painting the open mouth), network (the network painting the whole lip area; softer), or painted "

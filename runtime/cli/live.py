@@ -15,8 +15,8 @@ from ..live.loop import LiveOptions
 from ..live.session import LiveSetup, run_session
 from ..tts import TtsOptions
 from .text import TTS_COMMAND_HELP
-from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, device_of, say,
-                     signing_key)
+from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, Seconds, device_of,
+                     say, signing_key)
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -44,13 +44,16 @@ def _address(value: str) -> tuple[str, int]:
 @click.option("--serve-token", default=None, envvar="EDGE_RETALK_SERVE_TOKEN",
               help="Require ?token=TOKEN (or Authorization: Bearer TOKEN) on every path of the server "
                    "(also from EDGE_RETALK_SERVE_TOKEN).")
-@click.option("--max-queued-seconds", type=click.FloatRange(1.0, 3600.0), default=600.0, show_default=True,
+@click.option("--max-queued-seconds", type=Seconds(1.0, 3600.0), default=600.0, show_default=True,
               help="Speech that may wait in the control API's queue (64 kB a second); more is answered 413 or 429.")
+@click.option("--max-ahead-seconds", type=Seconds(1.0, 3600.0), default=120.0, show_default=True,
+              help="Speech from stdin, TCP or a microphone that may wait ahead of the frames (64 kB a second); "
+                   "a faster sender waits.")
 @click.option("--voice", default="auto", show_default=True, help="Default voice of POST /say: auto, joe, espeak or command.")
 @click.option("--tts-command", help=TTS_COMMAND_HELP)
 @click.option("--window/--no-window", default=None, help="Show a window [default: when a display exists].")
 @click.option("--record", type=OutputFile, default=None, help="Also record what is shown, with the audio, to this .mp4.")
-@click.option("--duration", type=click.FloatRange(0.1, None), default=None, help="Stop after this many seconds.")
+@click.option("--duration", type=Seconds(0.1, None), default=None, help="Stop after this many seconds.")
 @click.option("--stats", is_flag=True, help="Print latency (p50/p95), dropped frames and memory every 10 s and at the end.")
 @click.option("--generator", type=GeneratorPath, help="An exported generator (with its manifest), or an enrolled "
               "avatar folder, instead of the built-in one [default: the avatar's own networks if it is enrolled].")
@@ -70,7 +73,7 @@ def _address(value: str) -> tuple[str, int]:
 @click.pass_context
 def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate: int | None, audio_device: str | None,
          list_audio_devices: bool, serve: str, no_serve: bool, serve_token: str | None, max_queued_seconds: float,
-         window: bool | None,
+         max_ahead_seconds: float, window: bool | None,
          record: Path | None,
          duration: float | None, stats: bool, generator: Path | None, device: str | None, models: Path,
          threads: int | None, amplitude: float, renderer: str, no_label: bool, sign_cert: Path | None,
@@ -86,7 +89,7 @@ def live(ctx: click.Context, avatar: Path | None, audio_source: str, sample_rate
     options = LiveOptions(duration=duration, render=RenderOptions(amplitude, renderer),
                           stats_every=10.0 if stats else None, watermark=watermark, threads=settings.threads,
                           generator=settings.generator, provider=settings.provider,
-                          provider_options=settings.provider_options)
+                          provider_options=settings.provider_options, max_ahead_seconds=max_ahead_seconds)
     setup = LiveSetup(avatar, audio_source, sample_rate, audio_device, None if no_serve else _address(serve),
                       serve_token, window, record, not no_label,
                       signing_key(no_label, sign_cert, sign_key, writes_video=record is not None), options,

@@ -36,7 +36,7 @@ from ..generators.options import RenderOptions
 from ..io.workers import ReadAhead
 from ..provenance.labels import draw_watermark
 from .clock import Clock, RealClock
-from .timeline import AudioTimeline, Loudness
+from .timeline import MAX_QUEUE_SECONDS, AudioTimeline, Loudness
 
 GRACE_SECONDS = 0.1
 IDLE_TAIL_SECONDS = 0.5
@@ -132,6 +132,8 @@ class LiveOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     stats_every: float | None = None
     watermark: bool = False
+    max_ahead_seconds: float = MAX_QUEUE_SECONDS
+    """Speech a stdin, TCP or microphone source may push ahead of the frames before it waits."""
 
 
 def with_avatar_networks(options: LiveOptions, avatar: Path) -> LiveOptions:
@@ -163,7 +165,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
     _warm_up(driver, fps, *first_frame)
     frames: Iterator = itertools.chain([first_frame], taken)
     start = clock.now()
-    timeline = AudioTimeline(clock, start)
+    timeline = AudioTimeline(clock, start, options.max_ahead_seconds)
     source.start(timeline)
     last_shown: np.ndarray | None = None
     loudness = Loudness()
@@ -210,7 +212,7 @@ def run_live(avatar: Avatar, source: AudioSource, outputs: list[Output], driver:
                 driver.follow(index, timeline.read, silent)
                 shown = last_shown
             else:
-                shown = driver.render(frame, points, index, timeline.read, silent)
+                shown = driver.render(frame, points, index, timeline.read, silent, timeline.phones(first, last))
                 if options.watermark:
                     shown = draw_watermark(shown.copy() if shown is frame else shown)
                 arrival = timeline.arrival((first + last) // 2)

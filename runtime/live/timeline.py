@@ -7,10 +7,12 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import deque
+from typing import Sequence
 
 import numpy as np
 
 from ..audio.features import SAMPLE_RATE
+from ..audio.visemes import Phone
 from ..audio.mouth_opening import SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS
 from .clock import Clock
 
@@ -25,15 +27,19 @@ class AudioTimeline:
     stretch arrived; stretches of filled-in silence have no arrival. Thread-safe: sources push,
     the live loop reads. Stretches are found by bisection, so a source that queues minutes ahead
     (a TTS engine sending at once, a capture device faster than real time) costs no more per frame
-    than one that keeps pace."""
+    than one that keeps pace. A source that pushes more than `max_ahead_seconds` ahead of the
+    frames waits, so no sender can grow memory beyond that."""
 
-    def __init__(self, clock: Clock, start: float):
+    def __init__(self, clock: Clock, start: float, max_ahead_seconds: float = MAX_QUEUE_SECONDS):
         self.clock = clock
         self.start = start
+        self.max_ahead = round(max_ahead_seconds * SAMPLE_RATE)
         self.condition = threading.Condition()
         self._firsts: list[int] = []
         self._samples: list[np.ndarray] = []
         self._arrivals: list[float | None] = []
+        self._phones: list[Phone] = []
+        """Timed phones of the speech pushed (seconds on the timeline), which steer its frames' mouths."""
         self.end = 0
         self.received_end = 0
         self.gaps_in_speech = 0
@@ -53,23 +59,38 @@ class AudioTimeline:
         """Index of the stretch holding `position` (or the last one before it; -1 if none)."""
         return bisect.bisect_right(self._firsts, position) - 1
 
-    def push(self, samples: np.ndarray, arrival: float | None = None) -> None:
-        """Append speech that arrived at `arrival` (now by default). It follows what came before
-        without a gap: the live loop fills silence only where it had to show a frame without audio."""
+    def push(self, samples: np.ndarray, arrival: float | None = None, phones: Sequence[Phone] = ()) -> None:
+        """Append speech that arrived at `arrival` (now by default), with the `phones` that start in
+        it (seconds from its first sample). It follows what came before without a gap: the live loop
+        fills silence only where it had to show a frame without audio."""
         samples = np.asarray(samples, np.float32)
         if samples.size == 0:
             return
         arrival = self.clock.now() if arrival is None else arrival
         with self.condition:
             # a source faster than real time (stdin, TCP, a capture device) waits here while more
-            # than MAX_QUEUE_SECONDS, counting these samples, would be queued ahead of the frames
-            self.condition.wait_for(lambda: self.end - self._played + samples.size <= MAX_QUEUE_SECONDS * SAMPLE_RATE
+            # than `max_ahead`, counting these samples, would be queued ahead of the frames
+            self.condition.wait_for(lambda: self.end - self._played + samples.size <= self.max_ahead
                                     or self.end <= self._played)
             if 0 < self.end - self.received_end < LATE_WINDOW_SECONDS * SAMPLE_RATE and self.received_end:
                 self.gaps_in_speech += 1
+            offset = self.end / SAMPLE_RATE
+            self._phones += [Phone(p.symbol, p.start + offset, p.end + offset) for p in phones]
             self._append(samples, arrival)
             self.received_end = self.end
             self.condition.notify_all()
+
+    def cut_phones(self) -> None:
+        """The speech was cut off where the timeline ends (an interrupt): its phones end there too,
+        so none reaches into the speech that follows."""
+        with self.condition:
+            cut = self.end / SAMPLE_RATE
+            self._phones = [Phone(p.symbol, p.start, min(p.end, cut)) for p in self._phones if p.start < cut]
+
+    def phones(self, start: int, stop: int) -> list[Phone]:
+        """The phones overlapping samples [start, stop), in seconds on the timeline."""
+        with self.condition:
+            return [p for p in self._phones if p.end * SAMPLE_RATE > start and p.start * SAMPLE_RATE < stop]
 
     def fill_silence(self, until: int) -> int:
         """Silence up to sample `until` where nothing has arrived (the speaker is quiet or late);
@@ -136,6 +157,7 @@ class AudioTimeline:
             keep_from = position - int(HISTORY_SECONDS * SAMPLE_RATE)
             forgotten = max(0, self._index(keep_from))
             del self._firsts[:forgotten], self._samples[:forgotten], self._arrivals[:forgotten]
+            self._phones = [p for p in self._phones if p.end * SAMPLE_RATE > keep_from]
             self.condition.notify_all()
 
 
