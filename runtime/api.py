@@ -24,10 +24,11 @@ import threading
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .audio.visemes import Phone
 from .avatar import Avatar
 from .devices.profiles import DeviceSettings, device_settings
 from .errors import EdgeRetalkError
@@ -242,16 +243,20 @@ class LiveStream:
                 except queue.Empty:
                     pass
 
-    def push(self, pcm: np.ndarray, sample_rate: int = 16000, interrupt: bool = False) -> None:
+    def push(self, pcm: np.ndarray, sample_rate: int = 16000, interrupt: bool = False,
+             phones: Sequence[Phone] = ()) -> None:
         """Queue one utterance (mono float or int16 samples at `sample_rate`); with `interrupt`,
-        what is playing and queued is dropped first."""
+        what is playing and queued is dropped first. Its timed `phones` (`edge_retalk.audio.visemes.Phone`,
+        seconds from its start), where a TTS gives them, steer the mouth as in file mode."""
         if self._closed:
             raise EdgeRetalkError("this live stream is closed: push speech inside its `with` block")
         self._raise_if_failed()
         if not isinstance(pcm, np.ndarray):
             raise EdgeRetalkError(f"speech must be a numpy array of mono samples, not {type(pcm).__name__}")
         rate = _number(sample_rate, "sample_rate", 4000, 192000, whole=True)
-        self._speech.add(pcm_samples(pcm, rate), bool(interrupt))
+        if not all(isinstance(p, Phone) for p in phones):
+            raise EdgeRetalkError("phones must be a list of edge_retalk.audio.visemes.Phone")
+        self._speech.add(pcm_samples(pcm, rate), bool(interrupt), tuple(phones))
 
     def interrupt(self) -> None:
         """Stop speaking now and drop the queued speech."""

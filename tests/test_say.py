@@ -22,7 +22,7 @@ from conftest import run_cli
 from edge_retalk.audio.features import SAMPLE_RATE
 from edge_retalk.audio.visemes import viseme_of
 from edge_retalk.file_mode import RunOptions, lipsync
-from edge_retalk.io.media import load_audio
+from edge_retalk.io.media import load_audio, pcm_samples
 from edge_retalk.models import model_path
 from edge_retalk.quality.lip_reading import CLOSED_WITHIN, at_phones, lip_measures
 from edge_retalk.say import write_wav
@@ -168,3 +168,87 @@ def test_the_kiosk_says_posted_text(tmp_path):
     assert spoken.size > 15 and spoken[0] > 25, "speech should start after the idle start"
     gaps, _ = lip_measures(record)
     assert np.nanstd(gaps[spoken[0]:spoken[-1]]) > 2 * np.nanstd(gaps[:spoken[0] - 5]) + 0.005
+
+
+def _live_recording(avatar: Path, video: Path, feed, seconds: float) -> None:
+    """The live loop on a simulated clock, fed by `feed(queue)`, recorded to `video`."""
+    from edge_retalk.avatar import Avatar
+    from edge_retalk.live.clock import SimulatedClock
+    from edge_retalk.live.loop import LiveOptions, live_driver, run_live
+    from edge_retalk.live.outputs import Recorder
+    from edge_retalk.live.speech_queue import SpeechQueue
+
+    bundle, options, queue = Avatar(avatar), LiveOptions(duration=seconds), SpeechQueue()
+    recorder = Recorder(video, bundle.info.width, bundle.info.height, bundle.fps, None)
+    try:
+        with feed(queue):
+            run_live(bundle, queue, [recorder], live_driver(options, float(bundle.fps)), options, SimulatedClock())
+    finally:
+        recorder.close()
+        queue.close()
+
+
+def test_live_say_steers_the_mouth_with_the_voices_phones(tmp_path, monkeypatch):
+    """Live mode's /say path (the say service -> speech queue -> timeline -> live learned
+    generator) carries the voice's phones with its audio: on the frames of m/b/p the drawn lips
+    are closed far more often than when the same audio is queued alone (as POST /speech does)."""
+    _need_tts()
+    import contextlib
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from live_viseme_closures import closed_share, placed, recording
+    from edge_retalk.live.say_route import SayService
+    from edge_retalk.tts import Piper
+
+    said: list[Speech] = []
+    monkeypatch.setattr(Piper, "say", recording(Piper.say, said))
+    avatar = tmp_path / "avatar"
+    assert run_cli("prepare", "--face", PORTRAIT, "-o", avatar, "--loop-seconds", "2", "-q").returncode == 0
+
+    @contextlib.contextmanager
+    def say(queue):
+        service = SayService(Speaker(), queue)
+        service.say(SENTENCE, None, False).result()
+        yield
+        service.close()
+
+    @contextlib.contextmanager
+    def speech_alone(queue):
+        queue.add(np.concatenate([pcm_samples(s.samples, s.sample_rate) for s in said]))
+        yield
+
+    share = {}
+    for name, feed in (("phones", say), ("audio", speech_alone)):
+        video = tmp_path / f"{name}.mp4"
+        _live_recording(avatar, video, feed, seconds=8.0)
+        gaps, _ = lip_measures(video)
+        closed_gap = float(np.nanmedian(gaps[-12:]))  # the mouth closed again after the speech
+        share[name] = closed_share(gaps, placed(load_audio(video), said), 25.0, closed_gap)[0]
+    assert len(said) == 2, "both runs speak the same two sentences"
+    assert share["phones"] >= 0.7 and share["phones"] >= share["audio"] + 0.3, share
+
+
+def test_an_interrupt_drops_the_phones_with_the_audio(speech):
+    """Phones reach the timeline with the audio they start in, at their place; an interrupt cuts
+    them where the audio stops, so none steers the speech that follows."""
+    from edge_retalk.live.clock import SimulatedClock
+    from edge_retalk.live.speech_queue import CHUNK_SECONDS, SpeechQueue
+    from edge_retalk.live.timeline import AudioTimeline
+
+    clock = SimulatedClock()
+    timeline, queue = AudioTimeline(clock, clock.now()), SpeechQueue()
+    queue.start(timeline)
+    samples = pcm_samples(speech.samples, speech.sample_rate)
+    queue.add(samples, phones=speech.phones)
+    step = 0
+    while step < 50 or not any(p.end * SAMPLE_RATE > timeline.end for p in timeline.phones(0, timeline.end)):
+        step += 1  # at least a second played, and a phone under way when the interrupt comes
+        queue.poll(timeline.start + step * CHUNK_SECONDS)
+    cut = timeline.end / SAMPLE_RATE
+    assert [(p.symbol, round(p.start, 6)) for p in timeline.phones(0, timeline.end)] == \
+        [(p.symbol, round(p.start, 6)) for p in speech.phones if p.start < cut]
+    queue.add(samples[:SAMPLE_RATE], interrupt=True)
+    for step in range(step + 1, step + 50):
+        queue.poll(timeline.start + step * CHUNK_SECONDS)
+    assert timeline.end > cut * SAMPLE_RATE + SAMPLE_RATE // 2, "the next utterance plays"
+    assert max(p.end for p in timeline.phones(0, timeline.end)) <= cut
+    assert timeline.phones(int(cut * SAMPLE_RATE), timeline.end) == []

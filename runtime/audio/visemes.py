@@ -16,6 +16,7 @@ audio-driven inner-lip gap of the demo speech has median 0.055 and 95th percenti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -83,19 +84,19 @@ def viseme_of(symbol: str) -> str | None:
     return SYMBOLS.get(symbol.rstrip("012"))
 
 
-def frame_weights(phones: list[Phone] | tuple[Phone, ...], fps: float, n_frames: int) -> dict[str, np.ndarray]:
-    """Per viseme, how strongly each frame shows it (0 to 1): the share of the frame (or of the
-    phone, if shorter) it spans, and 1 on the frame holding the phone's middle, so that even a
-    phone shorter than a frame is reached on one frame."""
+def frame_weights(phones: Sequence[Phone], fps: float, n_frames: int, first: int = 0) -> dict[str, np.ndarray]:
+    """Per viseme, how strongly each of the frames `first` to `first + n_frames` shows it (0 to
+    1): the share of the frame (or of the phone, if shorter) it spans, and 1 on the frame holding
+    the phone's middle, so that even a phone shorter than a frame is reached on one frame."""
     weights = {name: np.zeros(n_frames, np.float32) for name in VISEMES}
-    starts = np.arange(n_frames) / fps
+    starts = (first + np.arange(n_frames)) / fps
     for phone in phones:
         viseme = viseme_of(phone.symbol)
         if viseme is None or phone.end <= phone.start:
             continue
         overlap = np.clip(np.minimum(starts + 1 / fps, phone.end) - np.maximum(starts, phone.start), 0, None)
         share = overlap / min(1 / fps, phone.end - phone.start)
-        middle = int((phone.start + phone.end) / 2 * fps)
+        middle = int((phone.start + phone.end) / 2 * fps) - first
         if 0 <= middle < n_frames:
             share[middle] = 1.0
         weights[viseme] = np.maximum(weights[viseme], share)
@@ -108,12 +109,14 @@ def feature_rows(space: ShapeSpace) -> dict[str, np.ndarray]:
     return {name: np.array([measure(b.reshape(points, 2)) for b in space.basis]) for name, measure in FEATURES.items()}
 
 
-def steer(motion: np.ndarray, phones: list[Phone] | tuple[Phone, ...], fps: float, space: ShapeSpace) -> np.ndarray:
-    """The audio-driven motion (n, K) moved, frame by frame, the least needed to meet the limits of
-    the visemes the phones put there: towards the closed mouth on m/b/p, and for the others, a limit of weight w alone goes that fraction of the way
-    (its cost c|r|^2 = w / (1 - w) against the unit cost of leaving the audio's shape)."""
+def steer(motion: np.ndarray, phones: Sequence[Phone], fps: float, space: ShapeSpace, first: int = 0) -> np.ndarray:
+    """The audio-driven motion (n, K) of frames `first` on (live mode steers one frame at a time)
+    moved, frame by frame, the least needed to meet the limits of the visemes the phones put
+    there: towards the closed mouth on m/b/p, and for the others, a limit of weight w alone goes
+    that fraction of the way (its cost c|r|^2 = w / (1 - w) against the unit cost of leaving the
+    audio's shape)."""
     rows = feature_rows(space)
-    weights = frame_weights(phones, fps, len(motion))
+    weights = frame_weights(phones, fps, len(motion), first)
     steered = motion.astype(np.float64).copy()
     for i, audio in enumerate(motion.astype(np.float64) * (1 - weights[CLOSED][:, None])):
         normal, target = np.eye(len(audio)), audio.copy()

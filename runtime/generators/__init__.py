@@ -9,10 +9,11 @@ what the learned renderer sees, the same way in training and at run time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..audio.visemes import Phone
 from ..errors import EdgeRetalkError
 from .learned import LearnedGenerator, LearnedOptions
 from .neural import NeuralGenerator
@@ -32,7 +33,9 @@ class LiveGenerator(Protocol):
         """Keep a smoothed motion in step through frame `index` when it is dropped (not drawn)."""
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int,
-               read: Callable[[int, int], np.ndarray], silent: bool) -> np.ndarray: ...
+               read: Callable[[int, int], np.ndarray], silent: bool, phones: Sequence[Phone] = ()) -> np.ndarray:
+        """Frame `index` drawn; the timed `phones` overlapping it (seconds on the stream, where the
+        words are known) steer its mouth in generators that can (the learned one), as in file mode."""
 
 
 class Generator(Protocol):

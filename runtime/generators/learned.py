@@ -342,6 +342,10 @@ class LearnedLive:
         self._recent.append(shapes.motion(coefficients, np.array([self._quiet]), self.generator.options.amplitude)[0])
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
-               silent: bool) -> np.ndarray:
+               silent: bool, phones: Sequence[Phone] = ()) -> np.ndarray:
+        """Frame `index` drawn; the `phones` overlapping it steer its smoothed motion as `prepare` does."""
         self._step(index, read, silent, encode=True)
-        return self.generator.render(frame, points, smooth_latest(np.array(self._recent)))
+        motion = smooth_latest(np.array(self._recent))
+        if phones:
+            motion = steer(motion[None], phones, self.fps, self.generator.shapes.space, index)[0]
+        return self.generator.render(frame, points, motion)

@@ -11,6 +11,7 @@ so only the lips, mouth and chin change.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from ..audio.features import log_mel, mel_window
 from ..audio.features import HOP, N_FFT, mel_window_start
 from ..audio.streaming import Reader, segment_mel
+from ..audio.visemes import Phone
 from .compositor import mouth_region, paste
 from ..engines import open_model
 from ..errors import EdgeRetalkError
@@ -186,7 +188,8 @@ class NeuralLive:
         """Nothing to keep in step: each frame is generated from its own mel window."""
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
-               silent: bool) -> np.ndarray:
+               silent: bool, phones: Sequence[Phone] = ()) -> np.ndarray:
+        """Frame `index` drawn from the audio alone (`phones` do not steer this generator)."""
         if points is None:
             return frame
         first = mel_window_start(index, self.fps)

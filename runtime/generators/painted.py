@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from ..face.landmarks import (
 from ..audio.mouth_opening import (CONTEXT_BEFORE, MouthModel, mel_features, predict_opening_z, samples_needed,
                                    silence_mask, smooth_latest, smooth_track)
 from ..audio.streaming import Reader, RunningSpectrum, frame_mel
+from ..audio.visemes import Phone
 
 LOWER_SHARE = 0.7
 CHIN_POINTS = {18: 0.68, 200: 0.62, 199: 0.5, 83: 0.55, 313: 0.55, 201: 0.4, 421: 0.4}
@@ -266,7 +268,8 @@ class PaintedLive:
         self._raw.append(float(self.generator.target_opening(z, np.array([silent]))[0]))
 
     def render(self, frame: np.ndarray, points: np.ndarray | None, index: int, read: Reader,
-               silent: bool) -> np.ndarray:
+               silent: bool, phones: Sequence[Phone] = ()) -> np.ndarray:
+        """Frame `index` drawn from the audio alone (`phones` do not steer this generator)."""
         self.follow(index, read, silent)
         smoothed = float(smooth_latest(np.array(self._raw)))
         if points is None:

@@ -5,8 +5,10 @@
 
 The reply is one utterance that plays as it is made: its sentences are synthesised one after
 another on one worker thread and appended as each is ready, so a long reply starts as soon as
-its first sentence does. The answer (202) comes once the utterance is queued; an unknown voice,
-empty text or a missing engine is 400 with one line, a full queue 429.
+its first sentence does. Where the voice times its phones (Piper), they travel with the audio and
+steer the mouth of the frames they span, as in file mode. The answer (202) comes once the
+utterance is queued; an unknown voice, empty text or a missing engine is 400 with one line, a full
+queue 429.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class SayService:
         try:
             for sentence in parts:
                 speech = voice.say(sentence)
-                self.queue.extend(utterance, pcm_samples(speech.samples, speech.sample_rate))
+                self.queue.extend(utterance, pcm_samples(speech.samples, speech.sample_rate), speech.phones or ())
         except EdgeRetalkError as exc:  # QueueFull included: what was said so far plays
             log.warning("/say: %s", exc)
         finally:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from ..audio.features import SAMPLE_RATE
+from ..audio.visemes import Phone
 from ..errors import EdgeRetalkError
 from ..io.media import AudioTooLong
 from .timeline import AudioTimeline
@@ -24,15 +26,20 @@ class QueueFull(EdgeRetalkError):
 
 @dataclass
 class Utterance:
-    """Speech queued through the API: a whole file, or a stream that grows until it is closed."""
+    """Speech queued through the API: a whole file, or a stream that grows until it is closed;
+    with the timed phones of its words where they are known (`POST /say`), seconds from its start."""
 
     id: int
     unplayed: deque[np.ndarray] = field(default_factory=deque)
     size: int = 0
     closed: bool = False
     played: int = 0
+    phones: deque[Phone] = field(default_factory=deque)
 
-    def append(self, samples: np.ndarray) -> None:
+    def append(self, samples: np.ndarray, phones: Sequence[Phone] = ()) -> None:
+        """`samples` at the end, with their `phones` timed from their first sample."""
+        offset = self.size / SAMPLE_RATE
+        self.phones.extend(Phone(p.symbol, p.start + offset, p.end + offset) for p in phones)
         self.unplayed.append(samples)
         self.size += samples.size
 
@@ -49,6 +56,14 @@ class Utterance:
         chunk = np.concatenate(taken) if taken else np.zeros(0, np.float32)
         self.played += chunk.size
         return chunk
+
+    def take_phones(self, first: int) -> list[Phone]:
+        """The phones starting in what has been played and not yet taken, timed from sample `first`."""
+        taken = []
+        while self.phones and self.phones[0].start * SAMPLE_RATE < self.played:
+            phone = self.phones.popleft()
+            taken.append(Phone(phone.symbol, phone.start - first / SAMPLE_RATE, phone.end - first / SAMPLE_RATE))
+        return taken
 
 
 class SpeechQueue:
@@ -85,9 +100,10 @@ class SpeechQueue:
             raise QueueFull(f"the speech queue holds {queued:.1f} s; with {samples / SAMPLE_RATE:.1f} s more "
                             f"it would pass its limit of {self.max_seconds:g} s")
 
-    def open(self, interrupt: bool = False, samples: np.ndarray | None = None) -> Utterance:
+    def open(self, interrupt: bool = False, samples: np.ndarray | None = None,
+             phones: Sequence[Phone] = ()) -> Utterance:
         """A new utterance at the end of the queue (alone in it with `interrupt`), holding `samples`
-        (closed) when given."""
+        and their `phones` (closed) when given."""
         with self._lock:
             self._make_room(0 if samples is None else samples.size, 0.0 if interrupt else self.queued_seconds())
             if interrupt:
@@ -95,19 +111,20 @@ class SpeechQueue:
             self._next_id += 1
             utterance = Utterance(self._next_id)
             if samples is not None:
-                utterance.append(samples)
+                utterance.append(samples, phones)
                 utterance.closed = True
             self._waiting.append(utterance)
             return utterance
 
-    def add(self, samples: np.ndarray, interrupt: bool = False) -> Utterance:
-        """Queue a whole utterance."""
-        return self.open(interrupt, np.asarray(samples, np.float32))
+    def add(self, samples: np.ndarray, interrupt: bool = False, phones: Sequence[Phone] = ()) -> Utterance:
+        """Queue a whole utterance (with its timed `phones`, seconds from its start, where known)."""
+        return self.open(interrupt, np.asarray(samples, np.float32), phones)
 
-    def extend(self, utterance: Utterance, samples: np.ndarray) -> None:
+    def extend(self, utterance: Utterance, samples: np.ndarray, phones: Sequence[Phone] = ()) -> None:
+        """More of a streamed utterance, with the `phones` of these samples (seconds from their start)."""
         with self._lock:
             self._make_room(samples.size, self.queued_seconds())
-            utterance.append(np.asarray(samples, np.float32))
+            utterance.append(np.asarray(samples, np.float32), phones)
 
     def close_utterance(self, utterance: Utterance) -> None:
         with self._lock:
@@ -119,7 +136,10 @@ class SpeechQueue:
             return self._drop_all()
 
     def _drop_all(self) -> int:
+        """Drop every utterance; the phones of the one playing go with its audio."""
         dropped = len(self._waiting) + (self._playing is not None)
+        if self._playing is not None and self._timeline is not None:
+            self._timeline.cut_phones()
         self._waiting.clear()
         self._playing = None
         return dropped
@@ -156,7 +176,8 @@ class SpeechQueue:
                     return
                 if self._due > now:
                     return
-                self._timeline.push(utterance.take(self._chunk), self._due)
+                first = utterance.played
+                self._timeline.push(utterance.take(self._chunk), self._due, utterance.take_phones(first))
                 self._due += CHUNK_SECONDS
 
     def next_arrival(self) -> float | None:
