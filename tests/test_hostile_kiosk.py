@@ -357,3 +357,129 @@ def test_a_sender_far_faster_than_real_time_waits_and_cannot_raise_live_memory(b
     assert sent_seconds < AHEAD_SECONDS + 6 + elapsed + slack, (sent_seconds, elapsed)
     assert grown < AHEAD_BUDGET_MB, grown
     assert "Traceback" not in log, log
+
+
+def ws_frame(rng: random.Random, opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One client frame, masked as a client must (now and then not, or with reserved bits set)."""
+    masked, rsv = rng.random() > 0.05, (rng.randrange(1, 8) if rng.random() < 0.05 else 0)
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    size, bit = len(payload), 0x80 if masked else 0
+    if size < 126:
+        head += bytes([bit | size])
+    elif size < 65536:
+        head += bytes([bit | 126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + size.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    key = rng.randbytes(4)
+    data = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(key, np.uint8), size)
+    return head + key + data.tobytes()
+
+
+def ws_message(rng: random.Random, speech: bytes) -> bytes:
+    """A random message: PCM of odd sizes (past the 1 MB limit too), text valid or not, a message
+    in fragments (with a ping between, or a data frame breaking in), a stray continuation,
+    reserved opcodes, oversized or fragmented control frames, closes with odd codes and reasons,
+    a length claiming exabytes, a frame cut short."""
+    size = rng.choice([0, 1, 3, 641, 4096, 65535, 65536, 2**20, 2**20 + 1])
+    pcm = np.resize(np.frombuffer(speech, np.uint8), size).tobytes()
+    kind = rng.randrange(9)
+    if kind == 0:
+        return ws_frame(rng, 2, pcm)
+    if kind == 1:
+        text = rng.choice(["16000", "{\"rate\": 8000}", "é" * 300, ""]).encode()
+        return ws_frame(rng, 1, rng.choice([text, b"\xff\xfe\xc3(", text[:-1]]))
+    if kind == 2:
+        cuts = sorted(rng.sample(range(len(pcm) + 1), min(3, len(pcm) + 1)))
+        parts = [pcm[a:b] for a, b in zip([0] + cuts, cuts + [len(pcm)])]
+        frames = [ws_frame(rng, 2 if i == 0 else 0, part, fin=i == len(parts) - 1) for i, part in enumerate(parts)]
+        if rng.random() < 0.5:
+            frames.insert(1, ws_frame(rng, rng.choice([9, 10, 2, 1]), b"between"))
+        return b"".join(frames)
+    if kind == 3:
+        return ws_frame(rng, 0, pcm[:100], fin=rng.random() < 0.5)
+    if kind == 4:
+        return ws_frame(rng, rng.choice([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), pcm[:50])
+    if kind == 5:
+        return ws_frame(rng, rng.choice([9, 10]), rng.randbytes(rng.choice([0, 5, 125, 126, 300])),
+                        fin=rng.random() < 0.7)
+    if kind == 6:
+        code = rng.choice([0, 999, 1000, 1004, 1005, 1006, 1011, 2999, 3000, 4999, 5000, 65535])
+        reason = rng.choice([b"", b"bye", b"\xff\xfe", b"x" * 200])
+        return ws_frame(rng, 8, rng.choice([code.to_bytes(2, "big") + reason, b"\x03"]))
+    if kind == 7:
+        return bytes([0x82, 0xFF]) + (2**63 - 1).to_bytes(8, "big") + rng.randbytes(4) + pcm[:10]
+    return ws_frame(rng, 2, pcm)[: rng.randrange(1, 20)]
+
+
+def close_codes(data: bytes) -> list[int]:
+    """Close codes in the server's (unmasked) frames."""
+    codes, at = [], 0
+    while at + 2 <= len(data):
+        opcode, size, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if size >= 126:
+            width = 2 if size == 126 else 8
+            size, at = int.from_bytes(data[at:at + width], "big"), at + width
+        if opcode == 8 and at + 2 <= len(data):
+            codes.append(int.from_bytes(data[at:at + 2], "big"))
+        at += size
+    return codes
+
+
+def ws_exchange(port: int, path: str, messages: list[bytes], within: float = 3.0) -> tuple[bytes, bytes]:
+    """The handshake's status line and the frames that came back, read for at most `within` s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as raw:
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        received, deadline = b"", time.monotonic() + within
+        try:
+            while b"\r\n\r\n" not in received:
+                if not (chunk := raw.recv(4096)):
+                    break
+                received += chunk
+            for message in messages:
+                raw.sendall(message)
+            while time.monotonic() < deadline and len(received) < 4 * 2**20:
+                if not (chunk := raw.recv(65536)):
+                    break
+                received += chunk
+        except (ConnectionError, socket.timeout):
+            pass
+    head, _, frames = received.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], frames
+
+
+def test_a_bounded_websocket_fuzz_never_gets_5xx_an_internal_error_or_a_traceback(kiosk):
+    """150 connections to /pcm and /av (at most 90 s, loopback only) send random frames; none is
+    answered 5xx or closed with 1011 (internal error), the log has no traceback, and afterwards
+    the server still answers and takes a stream of real speech."""
+    rng = random.Random(3535)
+    speech = (demo_speech() * 32767).astype("<i2").tobytes()
+    deadline, answers = time.monotonic() + 90, []
+    for _ in range(150):
+        if time.monotonic() > deadline:
+            break
+        path = rng.choice(["/pcm", "/pcm?rate=22050", "/pcm?rate=4000&interrupt=1", "/pcm?rate=x", "/av"])
+        status_line, frames = ws_exchange(kiosk.port, path, [ws_message(rng, speech)
+                                                           for _ in range(rng.randrange(1, 6))], within=0.5)
+        answers.append(status_line)
+        assert not status_line.startswith(b"HTTP/1.1 5"), (path, status_line)
+        if status_line.startswith(b"HTTP/1.1 101"):
+            assert 1011 not in close_codes(frames), (path, close_codes(frames))
+    assert len(answers) >= 60 and answers.count(b"HTTP/1.1 101 Switching Protocols") > len(answers) // 2, answers
+    kiosk.request("/stop", b"")
+
+    async def stream() -> None:
+        from aiohttp import ClientSession
+
+        async with ClientSession() as session:
+            async with session.ws_connect(f"{kiosk.base}/pcm?rate=16000") as pcm:
+                await pcm.send_bytes(speech)
+
+    asyncio.run(stream())
+    code, text = kiosk.request("/status")
+    assert code == 200 and json.loads(text)["queued_seconds"] == pytest.approx(len(speech) / 2 / SAMPLE_RATE, abs=0.05)
+    log = kiosk.log()
+    assert "Traceback" not in log, log
+    assert all(one_line(line) for line in log.splitlines())
