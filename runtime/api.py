@@ -254,8 +254,8 @@ class LiveStream:
         if not isinstance(pcm, np.ndarray):
             raise EdgeRetalkError(f"speech must be a numpy array of mono samples, not {type(pcm).__name__}")
         rate = _number(sample_rate, "sample_rate", 4000, 192000, whole=True)
-        if not all(isinstance(p, Phone) for p in phones):
-            raise EdgeRetalkError("phones must be a list of edge_retalk.audio.visemes.Phone")
+        if not all(isinstance(p, Phone) and math.isfinite(p.start) and math.isfinite(p.end) for p in phones):
+            raise EdgeRetalkError("phones must be edge_retalk.audio.visemes.Phone items with finite start and end")
         self._speech.add(pcm_samples(pcm, rate), bool(interrupt), tuple(phones))
 
     def interrupt(self) -> None:

@@ -117,6 +117,7 @@ def test_wrong_types_and_values_are_one_line_errors(tmp_path):
 
 def test_a_closed_live_stream_refuses_push(tmp_path):
     from edge_retalk import prepare_avatar
+    from edge_retalk.audio.visemes import Phone
     from edge_retalk.models import model_path
 
     prepare_avatar(model_path("demo_portrait.png"), tmp_path / "avatar", loop_seconds=1.0, still=True)
@@ -125,5 +126,7 @@ def test_a_closed_live_stream_refuses_push(tmp_path):
         avatar.push(speech)
         with pytest.raises(EdgeRetalkError, match="numpy array"):
             avatar.push(speech.tolist())
+        with pytest.raises(EdgeRetalkError, match="finite start and end"):
+            avatar.push(speech, phones=[Phone("m", float("nan"), 0.1)])
     with pytest.raises(EdgeRetalkError, match="live stream is closed"):
         avatar.push(speech)
