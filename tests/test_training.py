@@ -56,7 +56,7 @@ def enrolled(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("enroll") / "person"
     result = run_cli("enroll", "--face", shared_data_dir() / "clips" / "mimictalk_trump_10s.mp4", "-o", folder,
-                     "--renderer-steps", 6, "--shape-steps", 6, "-q")
+                     "--renderer-steps", 6, "--shape-steps", 6)
     assert result.returncode == 0, result.stderr
     return folder, result
 
@@ -65,6 +65,8 @@ def enrolled(tmp_path_factory):
 def test_enroll_writes_a_bundle_with_personal_networks_and_a_report(enrolled):
     folder, result = enrolled
     assert "held-out" in result.stdout and "Traceback" not in result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("enroll: ")]
+    assert len(progress) >= 3 and "100 %" in progress[-1], result.stderr  # a log, not a terminal: lines
     for name in ("avatar.json", "loop.mp4", "landmarks.npy", "reference.png", "enroll.json",
                  "lip_shape.fp32.tflite", "mouth_renderer.fp32.tflite"):
         assert (folder / name).is_file(), name

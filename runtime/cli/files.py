@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import click
@@ -130,12 +131,21 @@ def enroll(face: Path, audio: Path | None, output: Path, renderer_steps: int, sh
         raise EdgeRetalkError(f"enroll trains networks and needs PyTorch ({exc.name} is missing): "
                               "pip install 'edge-retalk[export]'") from None
     progress = Progress(TextColumn("enroll"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-                        console=stderr, disable=quiet)
+                        console=stderr, disable=quiet or not stderr.is_terminal)
+    lines = LoggedProgress("enroll", enabled=not quiet and not stderr.is_terminal)
     with progress:
         task = progress.add_task("enroll", total=None)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+            lines.total = total
+
+        def advanced(n: int) -> None:
+            progress.advance(task, n)
+            lines.advance(n)
+
         report = enroll_person(face, output, audio, EnrollOptions(renderer_steps, shape_steps, threads, resume),
-                               on_start=lambda total: progress.update(task, total=total),
-                               advance=lambda n: progress.advance(task, n))
+                               on_start=started, advance=advanced)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     figures = lambda r: ", ".join(f"{k} {r[k]:.3f}" for k in ("r_opening", "lmd", "psnr", "ssim") if k in r)  # noqa: E731
@@ -189,3 +199,24 @@ def export(arch: str, checkpoint: Path, enet: Path | None, targets: str, calib: 
     click.echo(f"report: {output_dir / 'report.md'}")
     if failures:
         raise SystemExit(1)
+
+
+class LoggedProgress:
+    """Progress as a log line at every tenth of the work, for a long job whose stderr is a log file
+    or a service's journal rather than a terminal (where rich draws nothing)."""
+
+    def __init__(self, name: str, enabled: bool):
+        self.name, self.enabled = name, enabled
+        self.total: int | None = None
+        self._done, self._next, self._started = 0, 0.1, time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self._done += n
+        if not self.enabled or not self.total or self._done < self._next * self.total:
+            return
+        elapsed = time.monotonic() - self._started
+        left = elapsed * max(self.total - self._done, 0) / max(self._done, 1)
+        click.echo(f"{self.name}: {min(100 * self._done / self.total, 100):.0f} % after {elapsed / 60:.1f} min, "
+                   f"about {left / 60:.0f} min left", err=True)
+        while self._next * self.total <= self._done:
+            self._next += 0.1
