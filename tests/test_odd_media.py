@@ -120,3 +120,34 @@ def test_an_input_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path):
 def test_an_output_name_longer_than_the_file_system_allows_is_one_line(tmp_path):
     result = run_cli("run", "--face", PORTRAIT, "--audio", SPEECH, "-o", tmp_path / ("x" * 300 + ".mp4"), "-q")
     assert "cannot be an output (File name too long)" in one_line_error(result)
+
+
+def turned(source: Path, path: Path, degrees: float) -> Path:
+    """`source` (an mp4) with every track's display matrix turning it by `degrees`."""
+    movie, at = bytearray(source.read_bytes()), 0
+    cos, sin = (round(f(np.radians(degrees)) * 0x10000) for f in (np.cos, np.sin))
+    while (at := movie.find(b"tkhd", at + 1)) >= 0:
+        matrix = movie.find(IDENTITY, at)
+        movie[matrix:matrix + len(IDENTITY)] = struct.pack(">9i", cos, sin, 0, -sin, cos, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(movie))
+    return path
+
+
+@pytest.mark.parametrize("degrees, nearest", [(30, 0), (60, 90), (-100, 270), (180.5, 180)])
+def test_a_display_matrix_off_quarter_turns_is_taken_as_the_nearest_with_a_warning(tmp_path, data, degrees, nearest):
+    """A real clip whose display matrix turns it by an angle that is not a quarter turn is read as
+    the same clip turned by the nearest quarter turn, and `run` says so in one line (180.5 degrees,
+    within FFmpeg's 1-degree tolerance of a half turn, without a word)."""
+    clip = data / "clips" / "geneface_may_5s.mp4"
+    odd, exact = turned(clip, tmp_path / "odd.mp4", degrees), turned(clip, tmp_path / "exact.mp4", nearest)
+    for shown, expected in zip(itertools.islice(iter_video_frames(odd), 3), iter_video_frames(exact)):
+        assert np.array_equal(shown, expected)
+    result = run_cli("run", "--face", odd, "--audio", speech_clip(tmp_path), "-o", tmp_path / "out.mp4", "-q")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "off a quarter turn" in line]
+    if degrees == 180.5:
+        assert not warnings, result.stderr
+    else:
+        assert len(warnings) == 1 and f"{abs(degrees - nearest) % 360:.0f} degrees off" in warnings[0], result.stderr
+    first = next(iter_video_frames(tmp_path / "out.mp4"))
+    assert first.shape == next(iter_video_frames(exact)).shape

@@ -87,7 +87,7 @@ def probe_face(path: Path) -> FaceInfo:
         if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
             raise EdgeRetalkError(f"{path}: unsupported video size {width}x{height} (at least {MIN_SIDE}x{MIN_SIDE}, "
                                   f"at most {MAX_PIXELS} pixels)")
-        if _quarter_turned(container, stream):
+        if _quarter_turned(container, stream, path):
             width, height = height, width
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0 or fps > 240:
@@ -100,13 +100,21 @@ def probe_face(path: Path) -> FaceInfo:
         return FaceInfo(path, False, width, height, Fraction(fps).limit_denominator(1001), duration)
 
 
-def _quarter_turned(container, stream) -> bool:
-    """Whether the video is shown turned by 90 or 270 degrees (its first frame's display matrix)."""
+def _quarter_turned(container, stream, path: Path) -> bool:
+    """Whether the video is shown turned by 90 or 270 degrees (its first frame's display matrix);
+    warns when that matrix turns by another angle, which is taken as the nearest quarter turn."""
     try:
         frame = next(container.decode(stream), None)
     except av.error.FFmpegError:
         return False
-    return frame is not None and display_transform(frame)[0]
+    if frame is None:
+        return False
+    matrix = _display_matrix(frame)
+    off = 0.0 if matrix is None else _nearest_quarter_turn(matrix)[1]
+    if off > MAX_DISPLAY_TURN_ERROR:
+        log.warning("%s: its display matrix turns the picture %.0f degrees off a quarter turn; it is used "
+                    "turned by the nearest quarter turn", path.name, off)
+    return display_transform(frame)[0]
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -122,16 +130,42 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+QUARTER_TURNS = ((1, 0, 0, 1), (0, 1, -1, 0), (-1, 0, 0, -1), (0, -1, 1, 0),
+                 (-1, 0, 0, 1), (1, 0, 0, -1), (0, 1, 1, 0), (0, -1, -1, 0))
+"""(a, b, c, d) of the display matrices that turn by quarter turns, mirrored or not."""
+MAX_DISPLAY_TURN_ERROR = 1.0
+"""Degrees a display matrix may be off a quarter turn without a warning (FFmpeg's own tolerance)."""
+
+
+def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """(a, b, c, d) of a frame's display matrix, scaled to unit size; None where it has none."""
+    matrix = next((np.frombuffer(bytes(data), "=i4") for data in frame.side_data
+                   if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None)
+    if matrix is None or matrix.size < 9:
+        return None
+    turn = matrix[[0, 1, 3, 4]].astype(np.float64)
+    size = np.sqrt((turn ** 2).sum() / 2)
+    return turn / size if size else None
+
+
+def _nearest_quarter_turn(matrix: np.ndarray) -> tuple[tuple[int, int, int, int], float]:
+    """The quarter turn (mirrored or not) nearest to a unit display matrix, and by how many
+    degrees the matrix turns away from it (a turn by t from it scores 2 cos t)."""
+    turn = max(QUARTER_TURNS, key=lambda candidate: float(np.dot(candidate, matrix)))
+    return turn, float(np.degrees(np.arccos(np.clip(np.dot(turn, matrix) / 2, -1.0, 1.0))))
+
+
 def display_transform(frame: av.VideoFrame) -> tuple[bool, bool, bool]:
     """(transpose, mirror left-right, mirror top-bottom) that take a decoded frame to how its
     display matrix shows it. The matrix maps a stored pixel (x, y) to (a x + c y, b x + d y);
     for quarter turns and mirrors each of a, b, c, d is -1, 0 or 1. Mirrors matter: read as a
-    rotation angle alone (`frame.rotation`), a left-right mirror is 180 degrees, upside down."""
-    matrix = next((np.frombuffer(bytes(data), "=i4") for data in frame.side_data
-                   if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None)
-    if matrix is None or matrix.size < 9:
+    rotation angle alone (`frame.rotation`), a left-right mirror is 180 degrees, upside down.
+    A matrix that turns by another angle (an editor's tilt) is taken as the nearest quarter turn:
+    a face is tracked as well a few degrees off, and no corner is cut or filled."""
+    matrix = _display_matrix(frame)
+    if matrix is None:
         return False, False, False
-    a, b, c, d = (int(np.sign(v)) for v in matrix[[0, 1, 3, 4]])
+    a, b, c, d = _nearest_quarter_turn(matrix)[0]
     if a == 0 and d == 0:
         return True, c < 0, b < 0
     return False, a < 0, d < 0
