@@ -65,9 +65,12 @@ def test_the_voice_times_its_own_phones(speech):
         return loudness({"ɑː", "æ", "ɔː", "ʌ", "a"}) / loudness({"p", "b", "t", "k"})
 
     # the timing matches the sound: open vowels are louder than stops where the voice says they
-    # are (measured 1.7), and less so with the timing moved by 0.1 s either way (1.3, 0.7)
-    assert vowels_over_stops(0.0) > 1.4
-    assert vowels_over_stops(0.0) > 1.15 * max(vowels_over_stops(-0.1), vowels_over_stops(0.1))
+    # are, most so within 60 ms of the stated timing (the voice draws its noise afresh each time:
+    # the best shift measured -20 to -40 ms over 8 draws, 1.55-2.0 there) and far less 0.2 s away
+    shifts = np.arange(-10, 11) * 0.02
+    ratios = np.array([vowels_over_stops(shift) for shift in shifts])
+    assert abs(shifts[np.argmax(ratios)]) <= 0.06 and ratios[10] > 1.3, dict(zip(shifts.round(2), ratios.round(2)))
+    assert max(ratios[0], ratios[-1]) < 0.75 * ratios[10], dict(zip(shifts.round(2), ratios.round(2)))
 
 
 def test_say_writes_speech_with_a_moving_mouth(tmp_path):
