@@ -171,10 +171,10 @@ def display_transform(frame: av.VideoFrame) -> tuple[bool, bool, bool]:
     return False, a < 0, d < 0
 
 
-def upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+def upright(image: np.ndarray, transform: tuple[bool, bool, bool]) -> np.ndarray:
     """A decoded frame's image as it is meant to be shown (phones store portrait video sideways,
-    front cameras mirrored), its display matrix applied."""
-    transpose, mirror_x, mirror_y = display_transform(frame)
+    front cameras mirrored): its stream's `display_transform` applied."""
+    transpose, mirror_x, mirror_y = transform
     if transpose:
         image = image.transpose(1, 0, 2)
     if mirror_x:
@@ -190,15 +190,19 @@ def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         frames = container.decode(stream)
+        transform = None
         try:
             while True:
                 with stage("decode"):
                     frame = next(frames, None)
+                    if frame is None:
+                        return
+                    # The display matrix is read from the first frame only: reading a frame's side
+                    # data kept every decoded 1080p frame alive until a garbage collection (+300 MB).
+                    transform = display_transform(frame) if transform is None else transform
                     # One thread for the colour conversion: by default swscale starts (and ends) its
                     # slice threads for every frame, 400 thread starts in an 8 s clip.
-                    image = None if frame is None else upright(frame.to_ndarray(format="bgr24", threads=1), frame)
-                if image is None:
-                    return
+                    image = upright(frame.to_ndarray(format="bgr24", threads=1), transform)
                 yield image
         except av.error.FFmpegError as exc:
             log.warning("%s: decoding stopped early (%s)", path, exc)
