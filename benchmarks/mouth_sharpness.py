@@ -16,7 +16,7 @@ import click
 import cv2
 import numpy as np
 
-from edge_retalk.face.landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP, mouth_opening
+from edge_retalk.face.landmarks import INNER_LIP_OUTLINE, mouth_opening
 from edge_retalk.face.tracker import FaceTracker
 from edge_retalk.io.media import iter_video_frames
 from results import record
@@ -24,7 +24,6 @@ from results import record
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 OPEN_QUANTILE = 0.75
 """Frames whose real mouth opening is in the clip's top quarter count as open."""
-INNER = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
 
 
 def mouth_detail(video: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +38,7 @@ def mouth_detail(video: Path) -> tuple[np.ndarray, np.ndarray]:
             details.append(np.nan)
             continue
         mouth = np.zeros(frame.shape[:2], np.uint8)
-        cv2.fillPoly(mouth, [np.round(points[INNER, :2]).astype(np.int32)], 1)
+        cv2.fillPoly(mouth, [np.round(points[list(INNER_LIP_OUTLINE), :2]).astype(np.int32)], 1)
         detail = cv2.Laplacian(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.CV_32F)[mouth > 0]
         openings.append(float(mouth_opening(points)))
         details.append(float(detail.var()) if detail.size >= 20 else np.nan)

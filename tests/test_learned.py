@@ -253,7 +253,7 @@ def test_a_mouth_seen_open_lends_its_teeth_and_a_face_that_never_opened_gets_dra
     its mouth; a face that never showed its mouth open (Einstein) gets drawn teeth and a dark
     cavity instead of the network's painting, a soft blur: the inside of its widest mouth has
     more contrast (light teeth against the dark cavity)."""
-    from edge_retalk.face.landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
+    from edge_retalk.face.landmarks import INNER_LIP_OUTLINE
     from edge_retalk.generators import mouth_interior
 
     speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 3 * 16000]
@@ -271,7 +271,7 @@ def test_a_mouth_seen_open_lends_its_teeth_and_a_face_that_never_opened_gets_dra
         output = generator.render(image, points, motion[widest])
         found = tracker(output)
         mouth, skin = np.zeros(image.shape[:2], np.uint8), np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(mouth, [np.round(found[list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]), :2]).astype(np.int32)], 1)
+        cv2.fillPoly(mouth, [np.round(found[list(INNER_LIP_OUTLINE), :2]).astype(np.int32)], 1)
         cv2.fillConvexPoly(skin, cv2.convexHull(np.round(found[:, :2]).astype(np.int32)), 1)
         skin[mouth > 0] = 0
         hsv = cv2.cvtColor(output, cv2.COLOR_BGR2HSV)

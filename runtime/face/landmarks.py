@@ -7,6 +7,10 @@ LOWER_OUTER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 LIPS = tuple(dict.fromkeys(UPPER_OUTER_LIP + LOWER_OUTER_LIP + UPPER_INNER_LIP + LOWER_INNER_LIP))
+INNER_LIP_OUTLINE = UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]
+OUTER_LIP_OUTLINE = UPPER_OUTER_LIP + LOWER_OUTER_LIP[-2:0:-1]
+"""The lips' inner and outer lines as closed polygons (corner to corner along the upper lip, back
+along the lower)."""
 
 MOUTH_CORNERS = (61, 291)
 CENTRAL_UPPER_INNER = UPPER_INNER_LIP[4:7]

@@ -33,8 +33,8 @@ from ..engines.network import Network
 from ..errors import EdgeRetalkError
 from ..face.frame import CropBox, apply, invert
 from .painted import lip_warp_maps, polygon_mask
-from ..face.landmarks import (LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP,
-                        face_height)
+from ..face.landmarks import (INNER_LIP_OUTLINE, LOWER_FACE, LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS,
+                              UPPER_INNER_LIP, UPPER_OUTER_LIP, face_height)
 from ..audio.lip_shape import MEL_BEFORE, ShapeSpace, canonical_shape, lip_motion, mel_windows
 from ..audio.lip_shape import samples_needed as shape_samples_needed
 from ..models import model_path
@@ -56,7 +56,6 @@ speakers' (its held-out opening spread is 0.54 of the real one's), and the rende
 less than it is asked; so it is scaled by 1.5. At 2 the independent judge measured the drawn
 opening's spread at 1.24 (39 clips, photo protocol) to 1.44 (13 clips, dub) times the real one's.
 Personal (enrolled) networks are fitted to their person and keep 1."""
-INNER_OUTLINE = list(UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1])
 
 
 PERSONAL_FILES = (SHAPE_MODEL, RENDERER_MODEL, "reference.png")
@@ -190,11 +189,11 @@ class LearnedRenderer:
         warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         unit = float(face_height(points))
         blur = max(0.5, unit / 300)
-        own_inner = polygon_mask((y1 - y0, x1 - x0), points[INNER_OUTLINE, :2] - (x0, y0), blur)
+        own_inner = polygon_mask((y1 - y0, x1 - x0), points[list(INNER_LIP_OUTLINE), :2] - (x0, y0), blur)
         own_inside = cv2.remap(own_inner, (map_x - x0).astype(np.float32), (map_y - y0).astype(np.float32),
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         painted, _ = self._painting(shape, image, x, output, to_crop, region)
-        inner = np.array([moved[i] for i in INNER_OUTLINE]) - (x0, y0)
+        inner = np.array([moved[i] for i in INNER_LIP_OUTLINE]) - (x0, y0)
         target_inside = polygon_mask(warped.shape[:2], inner, blur)
         mouth = np.maximum(target_inside, own_inside)[..., None]
         patch = (warped * (1 - mouth) + painted * mouth).round().clip(0, 255).astype(np.uint8)

@@ -19,8 +19,8 @@ import numpy as np
 from .compositor import Region, face_axes, mouth_region, mouth_region_outline, paste
 from .options import RenderOptions
 from ..face.landmarks import (
-    CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP,
-    UPPER_OUTER_LIP, face_height,
+    CENTRAL_LOWER_INNER, CENTRAL_UPPER_INNER, INNER_LIP_OUTLINE, LOWER_INNER_LIP, LOWER_OUTER_LIP, MOUTH_CORNERS,
+    UPPER_INNER_LIP, UPPER_OUTER_LIP, face_height,
 )
 from ..audio.mouth_opening import (CONTEXT_BEFORE, MouthModel, mel_features, predict_opening_z, samples_needed,
                                    silence_mask, smooth_latest, smooth_track)
@@ -170,7 +170,7 @@ class PaintedRenderer:
         patch = warp_lips(frame, points, region, moved, upper_ids + list(fixed), lower_ids + list(CHIN_POINTS) + list(fixed))
         target_gap = opening * unit
         if target_gap > 0.004 * unit:
-            inner = np.array([moved[i] for i in UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]]) - [x0, y0]
+            inner = np.array([moved[i] for i in INNER_LIP_OUTLINE]) - [x0, y0]
             patch = self._paint_interior(frame, points, patch, inner, across, down, target_gap, unit)
         return paste(frame, patch, region)
 

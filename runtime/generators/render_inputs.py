@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..face.frame import CropBox, apply
-from ..face.landmarks import LOWER_INNER_LIP, LOWER_OUTER_LIP, SHAPE_POINTS, UPPER_INNER_LIP, UPPER_OUTER_LIP
+from ..face.landmarks import INNER_LIP_OUTLINE, OUTER_LIP_OUTLINE, SHAPE_POINTS
 
 ROWS = slice(24, 120)
 MASK_GROWTH = 0.1
@@ -23,8 +23,8 @@ JAW_ROOM = 0.08
 MASK_SOFTNESS = 0.025
 LINE_WIDTH = 0.012
 _index = {p: i for i, p in enumerate(SHAPE_POINTS)}
-INNER_OUTLINE = [_index[p] for p in UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]]
-OUTER_OUTLINE = [_index[p] for p in UPPER_OUTER_LIP + LOWER_OUTER_LIP[-2:0:-1]]
+INNER_OUTLINE = [_index[p] for p in INNER_LIP_OUTLINE]
+OUTER_OUTLINE = [_index[p] for p in OUTER_LIP_OUTLINE]
 LOWER_FACE_LINE = [_index[p] for p in (148, 176, 152, 400, 377)]
 
 
