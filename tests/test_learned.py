@@ -16,7 +16,7 @@ from edge_retalk.engines import open_engine
 from edge_retalk.face.landmarks import SHAPE_POINTS
 from edge_retalk.generators.learned import LearnedGenerator
 from edge_retalk.audio.lip_shape import canonical_shape, shape_opening
-from edge_retalk.audio.speech_encoder import SpeechEncoder
+from edge_retalk.audio.speech_encoder import SpeechEncoder, cut
 from edge_retalk.engines.manifest import load_manifest
 from edge_retalk.io.media import iter_video_frames, load_audio
 from edge_retalk.models import model_path
@@ -295,14 +295,7 @@ def test_a_dropped_live_frame_keeps_the_motion_without_running_the_speech_encode
     the speech encoder (the costliest step) is not run again, the last window serves, and the
     motion stays close to what encoding every frame gives."""
     speech = load_audio(data / "speech" / "retalking_audio1.wav")[: 4 * 16000]
-
-    def read(start: int, stop: int) -> np.ndarray:
-        """The stream's samples [start, stop), silence before its start and past its end."""
-        out = np.zeros(stop - start, np.float32)
-        first, last = max(start, 0), min(stop, len(speech))
-        out[first - start:last - start] = speech[first:last]
-        return out
-
+    read = lambda start, stop: cut(speech, start, stop - start)  # noqa: E731 - the stream, silence around it
     image = cv2.imread(str(data / "portraits" / "photo_einstein.png"))
     points = FaceTracker(25.0, smooth=False)(image)
     tracks = {}

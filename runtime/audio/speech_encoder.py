@@ -79,10 +79,10 @@ def file_windows(fps: float, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(count) * FILE_HOP_SAMPLES - FILE_MARGIN_SAMPLES, serving
 
 
-def cut(samples: np.ndarray, start: int) -> np.ndarray:
-    """WINDOW_SAMPLES of `samples` from `start` (which may be negative), zeros outside."""
-    window = np.zeros(WINDOW_SAMPLES, np.float32)
-    first, last = max(start, 0), min(start + WINDOW_SAMPLES, samples.size)
+def cut(samples: np.ndarray, start: int, length: int = WINDOW_SAMPLES) -> np.ndarray:
+    """`length` samples of `samples` from `start` (which may be negative), zeros outside."""
+    window = np.zeros(length, np.float32)
+    first, last = max(start, 0), min(start + length, samples.size)
     if last > first:
         window[first - start:last - start] = samples[first:last]
     return window
