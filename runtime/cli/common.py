@@ -85,6 +85,27 @@ class ProgressBar:
             self._progress.stop()
 
 
+class LoggedProgress:
+    """Progress as a log line at every tenth of the work, for a long job whose stderr is a log file
+    or a service's journal rather than a terminal (where rich draws nothing)."""
+
+    def __init__(self, name: str, enabled: bool):
+        self.name, self.enabled = name, enabled
+        self.total: int | None = None
+        self._done, self._next, self._started = 0, 0.1, time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self._done += n
+        if not self.enabled or not self.total or self._done < self._next * self.total:
+            return
+        elapsed = time.monotonic() - self._started
+        left = elapsed * max(self.total - self._done, 0) / max(self._done, 1)
+        click.echo(f"{self.name}: {min(100 * self._done / self.total, 100):.0f} % after {elapsed / 60:.1f} min, "
+                   f"about {left / 60:.0f} min left", err=True)
+        while self._next * self.total <= self._done:
+            self._next += 0.1
+
+
 def signing_key(no_label: bool, cert: Path | None, key: Path | None, writes_video: bool = True) -> SigningKey | None:
     """The operator's key for the Content Credentials, checked before the run (None: unlabelled, no
     video written, or no key configured, in which case the run signs with the test key once its

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import click
@@ -18,8 +17,8 @@ from ..generators.options import RENDERERS
 from ..devices.profiles import DEFAULT_BATCH
 from ..io.video_writer import DEFAULT_PRESET, PRESETS
 from ..models import model_path
-from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, OutputFile, ProgressBar,
-                     device_of, say, signing_key, stderr)
+from .common import (DEVICE_HELP, RENDERER_HELP, SIGNING_HELP, GeneratorPath, InputFile, LoggedProgress, OutputFile,
+                     ProgressBar, device_of, say, signing_key, stderr)
 
 
 def _run(sync: LipSync, face: Path, audio: Path, output: Path, quiet: bool, **settings) -> RunReport:
@@ -200,23 +199,3 @@ def export(arch: str, checkpoint: Path, enet: Path | None, targets: str, calib: 
     if failures:
         raise SystemExit(1)
 
-
-class LoggedProgress:
-    """Progress as a log line at every tenth of the work, for a long job whose stderr is a log file
-    or a service's journal rather than a terminal (where rich draws nothing)."""
-
-    def __init__(self, name: str, enabled: bool):
-        self.name, self.enabled = name, enabled
-        self.total: int | None = None
-        self._done, self._next, self._started = 0, 0.1, time.monotonic()
-
-    def advance(self, n: int) -> None:
-        self._done += n
-        if not self.enabled or not self.total or self._done < self._next * self.total:
-            return
-        elapsed = time.monotonic() - self._started
-        left = elapsed * max(self.total - self._done, 0) / max(self._done, 1)
-        click.echo(f"{self.name}: {min(100 * self._done / self.total, 100):.0f} % after {elapsed / 60:.1f} min, "
-                   f"about {left / 60:.0f} min left", err=True)
-        while self._next * self.total <= self._done:
-            self._next += 0.1
