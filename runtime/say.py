@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .avatar import Avatar
-from .errors import EdgeRetalkError
-from .file_mode import RunOptions, RunReport, ProgressCallback, lipsync
+from .file_mode import RunOptions, RunReport, ProgressCallback, check_output, lipsync
 from .generators.learned import is_enrolled
 from .tts import Speaker, Speech
 
@@ -48,8 +47,7 @@ def say_to_file(speaker: Speaker, avatar: Path, text: str, output: Path, options
                 on_progress: ProgressCallback | None = None) -> tuple[RunReport, Speech]:
     """`avatar` saying `text` in `voice`, written to `output`; the report and the speech."""
     face, options = face_and_options(avatar, options)
-    if output.suffix.lower() != ".mp4":
-        raise EdgeRetalkError(f"{output}: the output must be an .mp4 file")
+    check_output(output, face)  # before the voice speaks: a bad output name costs no synthesis
     speech = speaker.speech(text, voice)
     if speech.phones is None:
         log.info("the voice %s gives no phone timing: the mouth follows the audio alone", speaker.resolve(voice))
